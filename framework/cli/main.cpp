@@ -1,0 +1,298 @@
+// mcompress: the command-line host.
+//   mcompress run RECIPE.yaml [--out DIR] [--set key=value ...] [--dry-run] [--quiet] [--json]
+//   mcompress run --resume DIR
+//   mcompress plugins | explain PASS | zoo | version
+#include <torch/version.h>
+
+#include <boost/program_options.hpp>
+#include <fmt/format.h>
+
+#include <chrono>
+#include <ctime>
+#include <iostream>
+
+#include "mcompress/framework/plugin_host.h"
+#include "mcompress/framework/recipe.h"
+#include "mcompress/framework/runner.h"
+#include "mcompress/framework/terminal.h"
+#include "mcompress/framework/zoo.h"
+#include "mcompress/sdk/error.h"
+#include "mcompress/sdk/pass.h"
+#include "mcompress/sdk/version.h"
+
+namespace po = boost::program_options;
+namespace fs = std::filesystem;
+
+namespace {
+
+// Exit codes (documented in the README).
+constexpr int kExitOk = 0;
+constexpr int kExitFailed = 1;      // a stage or the run failed
+constexpr int kExitBadInput = 2;    // usage error, invalid recipe, refused plugins
+constexpr int kExitGateStop = 3;    // a quality gate with on_fail: stop
+
+const char* kUsage = R"(usage: mcompress <command> [options]
+
+commands:
+  run RECIPE.yaml   validate and run a recipe   (mcompress run --help)
+  run --resume DIR  continue an interrupted run from its last completed stage
+  plugins           list loaded plugins, their passes, and refused libraries
+  explain PASS      show a pass's summary, needs and parameters
+  zoo               list the built-in models
+  version           print versions (mcompress, SDK, LibTorch)
+
+plugins are searched in the build/installed plugin folder, then
+MCOMPRESS_PLUGIN_PATH (colon-separated), then each --plugin-dir.
+)";
+
+struct CommonOptions {
+  std::vector<std::string> plugin_dirs;
+  bool quiet = false;
+  bool json = false;
+};
+
+void add_common(po::options_description& desc, CommonOptions& common) {
+  desc.add_options()
+      ("plugin-dir", po::value(&common.plugin_dirs)->composing(), "also load plugins from DIR (repeatable)")
+      ("quiet,q", po::bool_switch(&common.quiet), "no progress or informational output")
+      ("json", po::bool_switch(&common.json), "machine-readable JSON on stdout (implies --quiet)")
+      ("help,h", "show this help");
+}
+
+po::variables_map parse(const std::vector<std::string>& args, const po::options_description& desc,
+                        const po::positional_options_description& positional) {
+  po::variables_map vm;
+  po::store(po::command_line_parser(args).options(desc).positional(positional).run(), vm);
+  po::notify(vm);
+  return vm;
+}
+
+std::unique_ptr<mcompress::PluginHost> load_plugins(const CommonOptions& common) {
+  auto host = std::make_unique<mcompress::PluginHost>();
+  std::vector<fs::path> extra(common.plugin_dirs.begin(), common.plugin_dirs.end());
+  host->load_directories(mcompress::PluginHost::search_path(extra));
+  return host;
+}
+
+void print_refusals(const mcompress::PluginHost& host, std::ostream& out) {
+  for (const auto& r : host.refusals()) out << fmt::format("refused {}: {}\n", r.path, r.reason);
+}
+
+std::string default_out_dir(const std::string& recipe_name) {
+  const std::time_t now = std::time(nullptr);
+  char stamp[32];
+  std::strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", std::localtime(&now));
+  return (fs::path("runs") / fmt::format("{}-{}", recipe_name, stamp)).string();
+}
+
+int command_run(const std::vector<std::string>& args) {
+  CommonOptions common;
+  std::string recipe_path, out_dir, resume_dir;
+  std::vector<std::string> overrides;
+  bool dry_run = false;
+  po::options_description desc("mcompress run RECIPE.yaml [options]");
+  desc.add_options()
+      ("recipe", po::value(&recipe_path), "recipe file")
+      ("out,o", po::value(&out_dir), "run directory (default: runs/<name>-<time>)")
+      ("set", po::value(&overrides)->composing(), "override a recipe value: key.path=value (repeatable)")
+      ("dry-run", po::bool_switch(&dry_run), "validate and print the resolved plan; run nothing")
+      ("resume", po::value(&resume_dir), "continue the run in DIR from its last completed stage");
+  add_common(desc, common);
+  po::positional_options_description positional;
+  positional.add("recipe", 1);
+  auto vm = parse(args, desc, positional);
+  if (vm.count("help")) {
+    std::cout << desc;
+    return kExitOk;
+  }
+  if (common.json) common.quiet = true;
+  if (!resume_dir.empty()) {
+    if (!recipe_path.empty() || !overrides.empty() || !out_dir.empty()) {
+      throw po::error("--resume DIR takes the recipe, --set values and --out from the run in DIR");
+    }
+    auto source = mcompress::read_resume_source(resume_dir);
+    recipe_path = source.recipe_path;
+    overrides = source.overrides;
+    out_dir = resume_dir;
+  }
+  if (recipe_path.empty()) throw po::error("no recipe given (mcompress run RECIPE.yaml)");
+
+  auto plugins = load_plugins(common);
+  if (plugins->has_duplicate_passes()) {
+    print_refusals(*plugins, std::cerr);
+    std::cerr << "error: two plugins provide the same pass; remove one from the plugin path\n";
+    return kExitBadInput;
+  }
+  mcompress::Recipe recipe;
+  try {
+    recipe = mcompress::load_recipe(recipe_path, overrides, *plugins);
+  } catch (const mcompress::RecipeError& e) {
+    for (const auto& d : e.diagnostics()) std::cerr << mcompress::format_diagnostic(d) << "\n";
+    std::cerr << fmt::format("{} problem(s) in {}; nothing was run\n", e.diagnostics().size(), recipe_path);
+    if (!plugins->refusals().empty()) print_refusals(*plugins, std::cerr);
+    return kExitBadInput;
+  }
+  if (dry_run) {
+    if (common.json) {
+      std::cout << mcompress::to_json(recipe).dump(2) << "\n";
+    } else {
+      std::cout << mcompress::describe_plan(recipe, *plugins);
+    }
+    return kExitOk;
+  }
+
+  mcompress::RunOptions options;
+  options.out_dir = out_dir.empty() ? default_out_dir(recipe.name) : out_dir;
+  options.overrides = overrides;
+  options.resume = !resume_dir.empty();
+  mcompress::TerminalLogger logger(common.quiet);
+  mcompress::TerminalProgress progress(common.quiet);
+  logger.info(fmt::format("run directory: {}", options.out_dir.string()));
+  auto result = mcompress::run_recipe(recipe, *plugins, options, logger, progress);
+
+  if (common.json) {
+    std::cout << result.report.dump(2) << "\n";
+  } else {
+    std::cout << "\n" << mcompress::summary_table(result.stages);
+    if (!result.final_model.empty()) std::cout << "\nfinal model: " << result.final_model.string() << "\n";
+    std::cout << "report: " << (options.out_dir / "report.md").string() << "\n";
+  }
+  switch (result.status) {
+    case mcompress::RunStatus::Completed: return kExitOk;
+    case mcompress::RunStatus::StoppedByGate:
+      std::cerr << "stopped: " << result.message << "\n";
+      return kExitGateStop;
+    case mcompress::RunStatus::Failed:
+      std::cerr << "error: " << result.message << "\n";
+      return kExitFailed;
+  }
+  return kExitFailed;
+}
+
+int command_plugins(const std::vector<std::string>& args) {
+  CommonOptions common;
+  po::options_description desc("mcompress plugins [options]");
+  add_common(desc, common);
+  auto vm = parse(args, desc, {});
+  if (vm.count("help")) {
+    std::cout << desc;
+    return kExitOk;
+  }
+  auto host = load_plugins(common);
+  if (common.json) {
+    nlohmann::json out = {{"plugins", nlohmann::json::array()}, {"refused", nlohmann::json::array()}};
+    for (const auto& p : host->plugins()) {
+      out["plugins"].push_back({{"path", p.path}, {"name", p.name}, {"version", p.version},
+                                {"sdk", fmt::format("{}.{}", p.sdk_major, p.sdk_minor)},
+                                {"torch", p.torch_version}, {"cxx_abi", p.cxx_abi},
+                                {"passes", p.passes}});
+    }
+    for (const auto& r : host->refusals()) out["refused"].push_back({{"path", r.path}, {"reason", r.reason}});
+    std::cout << out.dump(2) << "\n";
+    return host->refusals().empty() ? kExitOk : kExitBadInput;
+  }
+  std::cout << "search path:\n";
+  for (const auto& dir : mcompress::PluginHost::search_path({common.plugin_dirs.begin(), common.plugin_dirs.end()})) {
+    std::cout << "  " << dir.string() << "\n";
+  }
+  std::cout << "\nloaded plugins:\n";
+  for (const auto& p : host->plugins()) {
+    std::cout << fmt::format("  {} {} (SDK {}.{}, LibTorch {}, {})\n    {}\n", p.name, p.version,
+                             p.sdk_major, p.sdk_minor, p.torch_version, p.cxx_abi, p.path);
+    for (const auto& name : p.passes) {
+      const auto* info = host->find(name);
+      std::cout << fmt::format("    - {:<18} [{}] {}\n", name, mcompress::to_string(info->kind), info->summary);
+    }
+  }
+  if (!host->refusals().empty()) {
+    std::cout << "\nrefused:\n";
+    for (const auto& r : host->refusals()) std::cout << fmt::format("  {}\n    {}\n", r.path, r.reason);
+  }
+  return host->refusals().empty() ? kExitOk : kExitBadInput;
+}
+
+int command_explain(const std::vector<std::string>& args) {
+  CommonOptions common;
+  std::string name;
+  po::options_description desc("mcompress explain PASS [options]");
+  desc.add_options()("pass", po::value(&name), "pass name");
+  add_common(desc, common);
+  po::positional_options_description positional;
+  positional.add("pass", 1);
+  auto vm = parse(args, desc, positional);
+  if (vm.count("help") || name.empty()) {
+    std::cout << desc;
+    return name.empty() && !vm.count("help") ? kExitBadInput : kExitOk;
+  }
+  auto host = load_plugins(common);
+  const auto* info = host->find(name);
+  if (!info) {
+    std::string hint;
+    if (auto close = mcompress::closest_match(name, host->names())) hint = fmt::format(" (did you mean '{}'?)", *close);
+    std::cerr << fmt::format("error: no pass named '{}'{}; `mcompress plugins` lists them\n", name, hint);
+    return kExitBadInput;
+  }
+  const auto* plugin = host->plugin_of(name);
+  std::cout << fmt::format("{} [{}] — {}\nplugin: {} {} ({})\n", info->name, mcompress::to_string(info->kind),
+                           info->summary, plugin->name, plugin->version, plugin->path);
+  std::vector<std::string> needs;
+  if (info->needs.train_data) needs.push_back("training data");
+  if (info->needs.calibration_data) needs.push_back("calibration data");
+  if (info->needs.teacher) needs.push_back("a teacher");
+  std::cout << "needs: " << (needs.empty() ? "nothing beyond the model" : fmt::format("{}", fmt::join(needs, ", ")))
+            << "\n\nparameters:\n";
+  for (const auto& p : info->params) {
+    std::string constraint;
+    if (p.min || p.max) {
+      constraint = fmt::format(" in [{}, {}]", p.min ? fmt::format("{}", *p.min) : "-inf",
+                               p.max ? fmt::format("{}", *p.max) : "inf");
+    }
+    if (!p.choices.empty()) constraint = fmt::format(" one of {{{}}}", fmt::join(p.choices, ", "));
+    const std::string def = p.default_value ? "default " + mcompress::to_string(*p.default_value) : "required";
+    std::cout << fmt::format("  {:<14} {}{}, {}\n      {}\n", p.name, mcompress::to_string(p.type), constraint,
+                             def, p.doc);
+  }
+  return kExitOk;
+}
+
+int command_zoo() {
+  for (const auto& m : mcompress::zoo_models()) {
+    std::cout << fmt::format("{:<8} {} (options: {})\n", m.name, m.summary, fmt::join(m.options, ", "));
+  }
+  return kExitOk;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::vector<std::string> args(argv + 1, argv + argc);
+  if (args.empty() || args[0] == "help" || args[0] == "--help" || args[0] == "-h") {
+    std::cout << kUsage;
+    return args.empty() ? kExitBadInput : kExitOk;
+  }
+  const std::string command = args[0];
+  args.erase(args.begin());
+  try {
+    if (command == "run") return command_run(args);
+    if (command == "plugins") return command_plugins(args);
+    if (command == "explain") return command_explain(args);
+    if (command == "zoo") return command_zoo();
+    if (command == "version" || command == "--version") {
+      std::cout << fmt::format("mcompress {} (plugin SDK {}.{}, LibTorch {}, {})\n", MCOMPRESS_VERSION,
+                               MCOMPRESS_SDK_VERSION_MAJOR, MCOMPRESS_SDK_VERSION_MINOR, TORCH_VERSION,
+                               MCOMPRESS_CXX_ABI_TAG);
+      return kExitOk;
+    }
+    std::cerr << fmt::format("error: unknown command '{}'\n\n{}", command, kUsage);
+    return kExitBadInput;
+  } catch (const po::error& e) {
+    std::cerr << fmt::format("error: {}\n(see mcompress {} --help)\n", e.what(), command);
+    return kExitBadInput;
+  } catch (const c10::Error& e) {
+    std::cerr << "error: " << e.what_without_backtrace() << "\n";
+    return kExitFailed;
+  } catch (const std::exception& e) {
+    std::cerr << "error: " << e.what() << "\n";
+    return kExitFailed;
+  }
+}

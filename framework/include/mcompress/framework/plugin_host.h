@@ -1,0 +1,77 @@
+#pragma once
+// Finds, checks and loads pass plugins. The C entry point of each library is
+// checked (SDK version, LibTorch version, C++ ABI) before any C++ object
+// crosses the boundary; loaded libraries stay loaded for the process lifetime.
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "mcompress/framework/recipe.h"
+
+namespace mcompress {
+
+class Pass;
+
+struct PluginRecord {
+  std::string path;
+  std::string name;
+  std::string version;
+  int sdk_major = 0;
+  int sdk_minor = 0;
+  std::string torch_version;
+  std::string cxx_abi;
+  std::string compiler;
+  std::vector<std::string> passes;
+};
+
+// A library that was not loaded, or a pass that clashed with one already loaded.
+struct PluginRefusal {
+  std::string path;
+  std::string reason;  // names what the file was built with and what the host needs
+  bool duplicate_pass = false;
+};
+
+class PluginHost final : public PassCatalog {
+ public:
+  PluginHost();
+  ~PluginHost() override;
+  PluginHost(const PluginHost&) = delete;
+  PluginHost& operator=(const PluginHost&) = delete;
+
+  // The plugin search path: the in-tree build's plugin folder (or the
+  // installed one next to the executable), then MCOMPRESS_PLUGIN_PATH
+  // (colon-separated; empty entries ignored, so never the current directory
+  // implicitly), then `extra_dirs` (--plugin-dir) in order.
+  static std::vector<std::filesystem::path> search_path(
+      const std::vector<std::filesystem::path>& extra_dirs);
+
+  // Loads every *.so in each directory (sorted by name); missing directories
+  // are skipped. Problems become refusals, never exceptions.
+  void load_directories(const std::vector<std::filesystem::path>& dirs);
+  // Returns true if the library was loaded and all its passes registered.
+  bool load_file(const std::filesystem::path& library);
+
+  const Pass* find_pass(const std::string& name) const;
+  // The plugin that provides a pass (for error messages and run records).
+  const PluginRecord* plugin_of(const std::string& pass_name) const;
+
+  const PassInfo* find(const std::string& name) const override;
+  std::vector<std::string> names() const override;
+
+  const std::vector<PluginRecord>& plugins() const { return plugins_; }
+  const std::vector<PluginRefusal>& refusals() const { return refusals_; }
+  bool has_duplicate_passes() const;
+
+ private:
+  struct Entry {
+    std::unique_ptr<Pass> pass;
+    size_t plugin_index;
+  };
+  std::vector<PluginRecord> plugins_;
+  std::vector<PluginRefusal> refusals_;
+  std::map<std::string, Entry> passes_;
+};
+
+}  // namespace mcompress

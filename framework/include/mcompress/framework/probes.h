@@ -1,0 +1,23 @@
+#pragma once
+// Measurements of a model, taken by the host before and after every stage.
+#include <map>
+#include <string>
+
+#include <torch/script.h>
+
+#include "mcompress/framework/recipe.h"
+#include "mcompress/sdk/data.h"
+#include "mcompress/sdk/progress.h"
+
+namespace mcompress {
+
+// Flat metric names -> values, e.g. "accuracy" 0.87, "latency_b1_median_ms",
+// "latency_b1_p95_ms", "params", "macs", "size_bytes", "threads".
+using Metrics = std::map<std::string, double>;
+
+// Runs the probes `spec` enables. `eval` may be null when no data is set
+// (accuracy is then skipped). Uses the current intra-op thread count.
+Metrics run_probes(const torch::jit::Module& model, const Dataset* eval,
+                   const torch::Tensor& example_input, const ProbeSpec& spec, Progress& progress);
+
+}  // namespace mcompress

@@ -1,0 +1,29 @@
+#pragma once
+// Built-in models written as TorchScript in C++ (Module::define), for 28x28
+// grayscale input and 10 classes by default.
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace torch::jit {
+struct Module;
+}
+
+namespace mcompress {
+
+struct ZooModelInfo {
+  std::string name;
+  std::string summary;
+  std::vector<std::string> options;  // accepted integer size options, e.g. "width"
+};
+
+std::vector<ZooModelInfo> zoo_models();
+
+// Builds `name` with fresh weights drawn from `seed`. Unknown names or options
+// throw mcompress::Error listing what exists.
+torch::jit::Module build_zoo_model(const std::string& name,
+                                   const std::map<std::string, int64_t>& options,
+                                   int64_t num_classes, uint64_t seed);
+
+}  // namespace mcompress

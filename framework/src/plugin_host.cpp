@@ -1,0 +1,223 @@
+#include "mcompress/framework/plugin_host.h"
+
+#include <dlfcn.h>
+#include <torch/version.h>
+
+#include <boost/dll/shared_library.hpp>
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+
+#include "mcompress/sdk/pass.h"
+#include "mcompress/sdk/plugin_abi.h"
+
+namespace mcompress {
+namespace {
+
+// Never destroyed: a plugin's code must stay mapped as long as any object,
+// vtable or deleter it produced may be used, i.e. until the process exits.
+std::vector<boost::dll::shared_library>& loaded_libraries() {
+  static auto* libraries = new std::vector<boost::dll::shared_library>();
+  return *libraries;
+}
+
+std::filesystem::path executable_dir() {
+  std::error_code ec;
+  auto exe = std::filesystem::read_symlink("/proc/self/exe", ec);
+  return ec ? std::filesystem::path() : exe.parent_path();
+}
+
+std::string major_minor(const std::string& version) {
+  auto first = version.find('.');
+  if (first == std::string::npos) return version;
+  auto second = version.find('.', first + 1);
+  return version.substr(0, second);
+}
+
+const char* text_or(const char* s, const char* fallback) { return s ? s : fallback; }
+
+// Collects passes during a plugin's register call, so a plugin whose passes
+// clash is refused as a whole.
+class StagingRegistry final : public PassRegistry {
+ public:
+  void add(std::unique_ptr<Pass> pass) override {
+    if (pass) passes.push_back(std::move(pass));
+  }
+  std::vector<std::unique_ptr<Pass>> passes;
+};
+
+// Checks the plain C struct; returns an empty string when the plugin fits.
+std::string check_plugin_info(const mcompress_plugin_info* info) {
+  if (!info) return "its entry point returned no plugin info";
+  if (info->struct_size < MCOMPRESS_PLUGIN_INFO_V1_0_SIZE) {
+    return fmt::format("its plugin info is {} bytes, smaller than SDK 1.0's {} bytes (corrupt or "
+                       "not built with MCOMPRESS_PLUGIN)",
+                       info->struct_size, MCOMPRESS_PLUGIN_INFO_V1_0_SIZE);
+  }
+  if (info->sdk_major != MCOMPRESS_SDK_VERSION_MAJOR) {
+    return fmt::format("it was built for mcompress SDK {}.{} but this host provides SDK {}.{}; "
+                       "rebuild the plugin against SDK {}.x",
+                       info->sdk_major, info->sdk_minor, MCOMPRESS_SDK_VERSION_MAJOR,
+                       MCOMPRESS_SDK_VERSION_MINOR, MCOMPRESS_SDK_VERSION_MAJOR);
+  }
+  if (info->sdk_minor > MCOMPRESS_SDK_VERSION_MINOR) {
+    return fmt::format("it was built for mcompress SDK {}.{}, newer than this host's SDK {}.{}; "
+                       "upgrade mcompress or rebuild the plugin against SDK {}.{}",
+                       info->sdk_major, info->sdk_minor, MCOMPRESS_SDK_VERSION_MAJOR,
+                       MCOMPRESS_SDK_VERSION_MINOR, MCOMPRESS_SDK_VERSION_MAJOR,
+                       MCOMPRESS_SDK_VERSION_MINOR);
+  }
+  if (!info->plugin_name || !*info->plugin_name || !info->register_passes) {
+    return "its plugin info has no name or no register function";
+  }
+  const std::string torch = text_or(info->torch_version, "unknown");
+  if (major_minor(torch) != major_minor(TORCH_VERSION)) {
+    return fmt::format("it was built with LibTorch {} but this host uses LibTorch {}; rebuild "
+                       "the plugin against the same LibTorch",
+                       torch, TORCH_VERSION);
+  }
+  const std::string abi = text_or(info->cxx_abi, "unknown");
+  if (abi != MCOMPRESS_CXX_ABI_TAG) {
+    return fmt::format("it was built with C++ ABI '{}' ({}) but this host needs '{}' ({}); "
+                       "rebuild with the same standard library settings",
+                       abi, text_or(info->compiler, "unknown compiler"), MCOMPRESS_CXX_ABI_TAG,
+                       MCOMPRESS_COMPILER_ID);
+  }
+  return {};
+}
+
+}  // namespace
+
+PluginHost::PluginHost() = default;
+PluginHost::~PluginHost() = default;
+
+std::vector<std::filesystem::path> PluginHost::search_path(
+    const std::vector<std::filesystem::path>& extra_dirs) {
+  std::vector<std::filesystem::path> dirs;
+  const auto installed = executable_dir() / ".." / MCOMPRESS_PLUGIN_INSTALL_DIR;
+  std::error_code ec;
+  if (std::filesystem::is_directory(installed, ec)) {
+    dirs.push_back(std::filesystem::weakly_canonical(installed, ec));
+  } else {
+    dirs.emplace_back(MCOMPRESS_PLUGIN_BUILD_DIR);
+  }
+  if (const char* env = std::getenv("MCOMPRESS_PLUGIN_PATH")) {
+    std::string value = env;
+    size_t start = 0;
+    while (start <= value.size()) {
+      size_t colon = value.find(':', start);
+      if (colon == std::string::npos) colon = value.size();
+      if (colon > start) dirs.emplace_back(value.substr(start, colon - start));
+      start = colon + 1;
+    }
+  }
+  dirs.insert(dirs.end(), extra_dirs.begin(), extra_dirs.end());
+  return dirs;
+}
+
+void PluginHost::load_directories(const std::vector<std::filesystem::path>& dirs) {
+  for (const auto& dir : dirs) {
+    std::error_code ec;
+    if (!std::filesystem::is_directory(dir, ec)) continue;
+    std::vector<std::filesystem::path> libraries;
+    for (const auto& entry : std::filesystem::directory_iterator(dir, ec)) {
+      if (entry.path().extension() == ".so") libraries.push_back(entry.path());
+    }
+    std::sort(libraries.begin(), libraries.end());
+    for (const auto& library : libraries) load_file(library);
+  }
+}
+
+bool PluginHost::load_file(const std::filesystem::path& library) {
+  const std::string path = library.string();
+  auto refuse = [&](const std::string& why, bool duplicate = false) {
+    refusals_.push_back({path, why, duplicate});
+    return false;
+  };
+  for (const auto& p : plugins_) {
+    if (std::filesystem::equivalent(p.path, library)) return true;  // same file seen twice
+  }
+
+  // dlopen first for the loader's own message (missing dependency, wrong ELF class...).
+  void* probe = dlopen(path.c_str(), RTLD_LAZY | RTLD_LOCAL);
+  if (!probe) return refuse(fmt::format("not a loadable shared library ({})", dlerror()));
+  boost::dll::shared_library lib;
+  boost::dll::fs::error_code ec;
+  lib.load(boost::dll::fs::path(path), boost::dll::load_mode::rtld_lazy, ec);
+  dlclose(probe);  // `lib` holds its own reference
+  if (ec) return refuse(fmt::format("not a loadable shared library ({})", ec.message()));
+  if (!lib.has(MCOMPRESS_PLUGIN_ENTRY_SYMBOL)) {
+    return refuse(fmt::format("not an mcompress plugin: it exports no '{}' symbol (declare it with "
+                              "MCOMPRESS_PLUGIN from <mcompress/sdk/plugin.h>)",
+                              MCOMPRESS_PLUGIN_ENTRY_SYMBOL));
+  }
+  auto& entry = lib.get_alias<const mcompress_plugin_info*()>(MCOMPRESS_PLUGIN_ENTRY_SYMBOL);
+  const mcompress_plugin_info* info = entry();
+  if (std::string why = check_plugin_info(info); !why.empty()) return refuse(why);
+
+  StagingRegistry staging;
+  try {
+    info->register_passes(&staging);
+  } catch (const std::exception& e) {
+    return refuse(fmt::format("plugin '{}' failed to register its passes: {}", info->plugin_name,
+                              e.what()));
+  }
+  for (const auto& pass : staging.passes) {
+    const std::string& name = pass->info().name;
+    if (auto existing = plugin_of(name)) {
+      return refuse(fmt::format("pass '{}' of plugin '{}' is already provided by {} (plugin '{}'); "
+                                "remove one of the two libraries from the plugin path",
+                                name, info->plugin_name, existing->path, existing->name),
+                    true);
+    }
+  }
+
+  PluginRecord record{path,
+                      info->plugin_name,
+                      text_or(info->plugin_version, ""),
+                      info->sdk_major,
+                      info->sdk_minor,
+                      text_or(info->torch_version, ""),
+                      text_or(info->cxx_abi, ""),
+                      text_or(info->compiler, ""),
+                      {}};
+  const size_t index = plugins_.size();
+  for (auto& pass : staging.passes) {
+    const std::string name = pass->info().name;
+    record.passes.push_back(name);
+    passes_[name] = Entry{std::move(pass), index};
+  }
+  plugins_.push_back(std::move(record));
+  loaded_libraries().push_back(std::move(lib));
+  return true;
+}
+
+const Pass* PluginHost::find_pass(const std::string& name) const {
+  auto it = passes_.find(name);
+  return it == passes_.end() ? nullptr : it->second.pass.get();
+}
+
+const PluginRecord* PluginHost::plugin_of(const std::string& pass_name) const {
+  auto it = passes_.find(pass_name);
+  return it == passes_.end() ? nullptr : &plugins_[it->second.plugin_index];
+}
+
+const PassInfo* PluginHost::find(const std::string& name) const {
+  const Pass* pass = find_pass(name);
+  return pass ? &pass->info() : nullptr;
+}
+
+std::vector<std::string> PluginHost::names() const {
+  std::vector<std::string> out;
+  for (const auto& [name, entry] : passes_) out.push_back(name);
+  return out;
+}
+
+bool PluginHost::has_duplicate_passes() const {
+  return std::any_of(refusals_.begin(), refusals_.end(),
+                     [](const PluginRefusal& r) { return r.duplicate_pass; });
+}
+
+}  // namespace mcompress

@@ -1,0 +1,105 @@
+#include "mcompress/framework/probes.h"
+
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <sstream>
+
+#include <fmt/format.h>
+
+#include "mcompress/sdk/error.h"
+#include "mcompress/sdk/evaluate.h"
+#include "mcompress/sdk/model_stats.h"
+
+namespace mcompress {
+namespace {
+
+bool enabled(const ProbeSpec& spec, const std::string& probe) {
+  return std::find(spec.enabled.begin(), spec.enabled.end(), probe) != spec.enabled.end();
+}
+
+// `batch` rows cycled from `rows` (its first dimension is the batch).
+torch::Tensor cycle_rows(const torch::Tensor& rows, int64_t batch) {
+  const int64_t available = rows.size(0);
+  if (available >= batch) return rows.slice(0, 0, batch).contiguous();
+  std::vector<int64_t> repeats(size_t(rows.dim()), 1);
+  repeats[0] = (batch + available - 1) / available;
+  return rows.repeat(repeats).slice(0, 0, batch).contiguous();
+}
+
+// Real samples when there is data (some layers' speed depends on values,
+// e.g. sparse kernels), else the example input repeated.
+torch::Tensor latency_input(const Dataset* eval, const torch::Tensor& example, int64_t batch) {
+  if (eval && eval->size() > 0) return cycle_rows(eval->inputs, batch);
+  return cycle_rows(example, batch);
+}
+
+double percentile(std::vector<double> times_ms, double fraction) {
+  std::sort(times_ms.begin(), times_ms.end());
+  // Nearest rank: the smallest value with at least `fraction` of runs at or below it.
+  const auto rank = size_t(std::ceil(fraction * double(times_ms.size())));
+  return times_ms[std::clamp<size_t>(rank, 1, times_ms.size()) - 1];
+}
+
+// Milliseconds per forward call over `spec.latency_runs` runs, after warm-up
+// runs that let the profiling executor specialise the graph.
+std::vector<double> time_forward(const torch::jit::Module& model, const torch::Tensor& inputs,
+                                 const ProbeSpec& spec, Progress& progress) {
+  torch::NoGradGuard no_grad;
+  EvalModeGuard eval_mode(model);
+  const int64_t batch = inputs.size(0);
+  progress.start(fmt::format("latency batch {}", batch), spec.latency_warmup + spec.latency_runs);
+  for (int i = 0; i < spec.latency_warmup; ++i) {
+    forward_tensor(model, inputs);
+    progress.update(i + 1, "warm-up");
+  }
+  std::vector<double> times_ms;
+  for (int i = 0; i < spec.latency_runs; ++i) {
+    const auto start = std::chrono::steady_clock::now();
+    forward_tensor(model, inputs);
+    const auto stop = std::chrono::steady_clock::now();
+    times_ms.push_back(std::chrono::duration<double, std::milli>(stop - start).count());
+    progress.update(spec.latency_warmup + i + 1, fmt::format("{:.3f} ms", times_ms.back()));
+  }
+  progress.finish(fmt::format("median {:.3f} ms", percentile(times_ms, 0.5)));
+  return times_ms;
+}
+
+void probe_latency(const torch::jit::Module& model, const Dataset* eval,
+                   const torch::Tensor& example, const ProbeSpec& spec, Progress& progress,
+                   Metrics& metrics) {
+  if (spec.latency_runs <= 0) return;
+  for (int64_t batch : spec.latency_batch_sizes) {
+    if (batch <= 0) throw Error(fmt::format("latency batch sizes must be positive, got {}", batch));
+    const auto times = time_forward(model, latency_input(eval, example, batch), spec, progress);
+    metrics[fmt::format("latency_b{}_median_ms", batch)] = percentile(times, 0.5);
+    metrics[fmt::format("latency_b{}_p95_ms", batch)] = percentile(times, 0.95);
+  }
+}
+
+// What a deployment ships: the serialized TorchScript archive.
+double serialized_size(const torch::jit::Module& model) {
+  std::ostringstream out;
+  model.save(out);
+  return double(out.str().size());
+}
+
+}  // namespace
+
+Metrics run_probes(const torch::jit::Module& model, const Dataset* eval,
+                   const torch::Tensor& example_input, const ProbeSpec& spec, Progress& progress) {
+  Metrics metrics;
+  if (enabled(spec, "accuracy") && eval && eval->size() > 0) {
+    metrics["accuracy"] = evaluate_accuracy(model, *eval, spec.eval_batch_size, progress);
+  }
+  if (enabled(spec, "latency")) probe_latency(model, eval, example_input, spec, progress, metrics);
+  if (enabled(spec, "params")) metrics["params"] = double(count_parameters(model));
+  if (enabled(spec, "macs")) metrics["macs"] = double(count_macs(model, example_input));
+  if (enabled(spec, "size")) metrics["size_bytes"] = serialized_size(model);
+  metrics["threads"] = double(at::get_num_threads());
+  return metrics;
+}
+
+}  // namespace mcompress

@@ -1,0 +1,428 @@
+#include "mcompress/framework/runner.h"
+
+#include <ATen/Parallel.h>
+#include <torch/script.h>
+
+#include <fmt/format.h>
+
+#include <chrono>
+#include <fstream>
+#include <optional>
+#include <sstream>
+#include <thread>
+
+#include "mcompress/framework/atomic_file.h"
+#include "mcompress/framework/fashion_mnist.h"
+#include "mcompress/framework/probes.h"
+#include "mcompress/framework/zoo.h"
+#include "mcompress/sdk/error.h"
+#include "mcompress/sdk/pass.h"
+
+namespace mcompress {
+namespace fs = std::filesystem;
+namespace {
+
+constexpr int kRunFormatVersion = 1;
+
+double seconds_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+std::string read_file(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw Error(fmt::format("cannot read {}", path.string()));
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+nlohmann::json read_json(const fs::path& path) {
+  try {
+    return nlohmann::json::parse(read_file(path));
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(fmt::format("{} is not valid JSON ({}); the run directory is damaged", path.string(),
+                            e.what()));
+  }
+}
+
+void save_model(const torch::jit::Module& model, const fs::path& path) {
+  write_via_temp_path(path, [&](const fs::path& temp) { model.save(temp.string()); });
+}
+
+torch::jit::Module load_model(const std::string& path, const std::string& what) {
+  try {
+    return torch::jit::load(path);
+  } catch (const c10::Error& e) {
+    throw Error(fmt::format("cannot load {} {} as TorchScript: {}", what, path,
+                            e.what_without_backtrace()));
+  }
+}
+
+struct RunData {
+  DatasetPtr train, validation, calibration, eval;
+};
+
+RunData load_data(const std::optional<DataSpec>& spec, Logger& log) {
+  RunData data;
+  if (!spec) return data;
+  auto full_train = load_fashion_mnist(spec->path, Split::Train, spec->train_limit);
+  const int64_t held_out = std::min<int64_t>(spec->validation_size, full_train->size() / 5);
+  const int64_t train_size = full_train->size() - held_out;
+  data.train = std::make_shared<Dataset>(full_train->slice(0, train_size));
+  if (held_out > 0) data.validation = std::make_shared<Dataset>(full_train->slice(train_size, held_out));
+  data.calibration = std::make_shared<Dataset>(full_train->slice(0, spec->calibration_size));
+  data.eval = load_fashion_mnist(spec->path, Split::Test, spec->eval_limit);
+  log.info(fmt::format("data: {} train, {} validation, {} calibration, {} eval samples",
+                       data.train->size(), held_out, data.calibration->size(), data.eval->size()));
+  return data;
+}
+
+torch::jit::Module load_initial_model(const Recipe& recipe) {
+  if (!recipe.model.zoo.empty()) {
+    return build_zoo_model(recipe.model.zoo, recipe.model.options, recipe.model.num_classes,
+                           recipe.seed);
+  }
+  return load_model(recipe.model.path, "model");
+}
+
+torch::Tensor example_input(const Recipe& recipe, const RunData& data) {
+  if (data.eval && data.eval->size() > 0) return data.eval->inputs.slice(0, 0, 1).clone();
+  std::vector<int64_t> shape{1};
+  shape.insert(shape.end(), recipe.model.input_shape.begin(), recipe.model.input_shape.end());
+  auto generator = at::make_generator<at::CPUGeneratorImpl>(recipe.seed);
+  return torch::randn(shape, generator);
+}
+
+void set_threads(int threads) {
+  const int n = threads > 0 ? threads : static_cast<int>(std::thread::hardware_concurrency());
+  at::set_num_threads(std::max(1, n));
+}
+
+// Everything the stage loop carries from one stage to the next.
+struct RunState {
+  torch::jit::Module original;
+  torch::jit::Module current;
+  std::vector<StageOutcome> outcomes;
+  std::map<std::string, fs::path> stage_models;  // stage name -> its model file
+  size_t last_accepted = 0;                      // index into outcomes
+};
+
+class Runner {
+ public:
+  Runner(const Recipe& recipe, const PluginHost& plugins, const RunOptions& options, Logger& log,
+         Progress& progress)
+      : recipe_(recipe), plugins_(plugins), options_(options), log_(log), progress_(progress) {}
+
+  RunResult run();
+
+ private:
+  fs::path stage_dir(size_t index, const std::string& name) const {
+    return options_.out_dir / "stages" / fmt::format("{:02}_{}", index, name);
+  }
+  nlohmann::json recipe_json() const { return to_json(recipe_); }
+  void prepare_directory();
+  bool restore_stage(size_t index, const std::string& name);
+  void run_baseline();
+  // Returns false when the run must end (gate stop or failure).
+  bool run_stage(size_t index, const StageSpec& stage, RunResult& result);
+  std::optional<torch::jit::Module> resolve_teacher(const StageSpec& stage) const;
+  const StageOutcome& gate_reference(const GateSpec& gate) const;
+  void write_record(const fs::path& dir, const StageOutcome& outcome, const nlohmann::json& extra);
+  void write_report(RunResult& result);
+  Metrics probe(const torch::jit::Module& model, double& seconds);
+
+  const Recipe& recipe_;
+  const PluginHost& plugins_;
+  const RunOptions& options_;
+  Logger& log_;
+  Progress& progress_;
+  RunData data_;
+  torch::Tensor example_;
+  RunState state_;
+};
+
+void Runner::prepare_directory() {
+  const fs::path run_file = options_.out_dir / "run.json";
+  if (options_.resume) {
+    if (!fs::exists(run_file)) {
+      throw Error(fmt::format("{} holds no mcompress run (no run.json); start a new run with --out",
+                              options_.out_dir.string()));
+    }
+    const auto previous = read_json(run_file);
+    if (previous.value("recipe", nlohmann::json()) != recipe_json()) {
+      throw Error(fmt::format(
+          "the recipe {} (with its --set values) differs from the one run in {}; resuming would "
+          "mix two experiments. Restore the recipe, or start a new run with another --out",
+          recipe_.source_path, options_.out_dir.string()));
+    }
+    return;
+  }
+  if (fs::exists(run_file)) {
+    throw Error(fmt::format("{} already holds a run; continue it with `mcompress run --resume {}` "
+                            "or choose another --out directory",
+                            options_.out_dir.string(), options_.out_dir.string()));
+  }
+  fs::create_directories(options_.out_dir / "stages");
+  write_file_atomically(options_.out_dir / "recipe.yaml", read_file(recipe_.source_path));
+  nlohmann::json run = {{"format", kRunFormatVersion},
+                        {"recipe_path", recipe_.source_path},
+                        {"overrides", options_.overrides},
+                        {"recipe", recipe_json()}};
+  write_file_atomically(run_file, run.dump(2) + "\n");
+}
+
+Metrics Runner::probe(const torch::jit::Module& model, double& seconds) {
+  const auto start = std::chrono::steady_clock::now();
+  Metrics metrics = run_probes(model, data_.eval.get(), example_, recipe_.probes, progress_);
+  seconds = seconds_since(start);
+  return metrics;
+}
+
+// A stage whose record exists finished before (records are written last).
+bool Runner::restore_stage(size_t index, const std::string& name) {
+  const fs::path dir = stage_dir(index, name);
+  if (!options_.resume || !fs::exists(dir / "record.json")) return false;
+  StageOutcome outcome = stage_outcome_from_json(read_json(dir / "record.json").at("outcome"));
+  if (outcome.status == "failed") return false;  // run it again
+  if (fs::exists(dir / "model.pt")) state_.stage_models[name] = dir / "model.pt";
+  if (outcome.status == "accepted" || outcome.status == "baseline") {
+    state_.current = load_model((dir / "model.pt").string(), "checkpoint");
+    if (index == 0) state_.original = state_.current.deepcopy();
+    state_.last_accepted = state_.outcomes.size();
+  }
+  log_.info(fmt::format("[{}] {}: already done ({}), skipped", index, name, outcome.status));
+  state_.outcomes.push_back(std::move(outcome));
+  return true;
+}
+
+void Runner::write_record(const fs::path& dir, const StageOutcome& outcome,
+                          const nlohmann::json& extra) {
+  nlohmann::json record = extra;
+  record["outcome"] = to_json(outcome);
+  record["recipe"] = recipe_json();
+  record["threads"] = at::get_num_threads();
+  write_file_atomically(dir / "record.json", record.dump(2) + "\n");
+}
+
+void Runner::run_baseline() {
+  if (restore_stage(0, "baseline")) return;
+  state_.original = load_initial_model(recipe_);
+  state_.original.eval();
+  state_.current = state_.original.deepcopy();
+  StageOutcome outcome;
+  outcome.name = "baseline";
+  outcome.status = "baseline";
+  log_.info("[0] baseline: probing");
+  outcome.metrics = probe(state_.current, outcome.probe_seconds);
+  const fs::path dir = stage_dir(0, "baseline");
+  fs::create_directories(dir);
+  save_model(state_.current, dir / "model.pt");
+  state_.stage_models["baseline"] = dir / "model.pt";
+  write_record(dir, outcome, {{"seed", recipe_.seed}, {"model", recipe_json().at("model")}});
+  state_.outcomes.push_back(outcome);
+  state_.last_accepted = 0;
+}
+
+std::optional<torch::jit::Module> Runner::resolve_teacher(const StageSpec& stage) const {
+  const auto spec = stage.teacher ? stage.teacher : recipe_.teacher;
+  if (!spec) return std::nullopt;
+  torch::jit::Module teacher;
+  if (*spec == "original" || *spec == "baseline") {
+    teacher = state_.original;
+  } else if (auto it = state_.stage_models.find(*spec); it != state_.stage_models.end()) {
+    teacher = load_model(it->second.string(), "teacher (stage " + *spec + ")");
+  } else {
+    teacher = load_model(*spec, "teacher");
+  }
+  teacher.eval();
+  return teacher;
+}
+
+const StageOutcome& Runner::gate_reference(const GateSpec& gate) const {
+  if (gate.reference == "baseline") return state_.outcomes.front();
+  if (gate.reference == "previous") return state_.outcomes[state_.last_accepted];
+  for (const auto& o : state_.outcomes) {
+    if (o.name == gate.reference) return o;
+  }
+  throw Error(fmt::format("gate reference '{}' names no earlier stage", gate.reference));
+}
+
+bool Runner::run_stage(size_t index, const StageSpec& stage, RunResult& result) {
+  if (restore_stage(index, stage.name)) {
+    const auto& status = state_.outcomes.back().status;
+    if (status == "stopped") {
+      result.status = RunStatus::StoppedByGate;
+      result.message = fmt::format("stage '{}' did not pass its quality gate", stage.name);
+      return false;
+    }
+    return true;
+  }
+  const Pass* pass = plugins_.find_pass(stage.pass);
+  const PluginRecord* plugin = plugins_.plugin_of(stage.pass);
+  if (!pass || !plugin) throw Error(fmt::format("pass '{}' is not loaded", stage.pass));
+
+  const fs::path dir = stage_dir(index, stage.name);
+  fs::create_directories(dir / "artifacts");
+  const uint64_t seed = recipe_.seed + index;
+  torch::manual_seed(seed);
+
+  PassContext ctx;
+  ctx.model = state_.current.deepcopy();
+  ctx.original = state_.original;
+  ctx.example_input = example_;
+  ctx.train = data_.train;
+  ctx.validation = data_.validation;
+  ctx.calibration = data_.calibration;
+  ctx.eval = data_.eval;
+  ctx.params = &stage.params;
+  ctx.seed = seed;
+  ctx.threads = at::get_num_threads();
+  ctx.log = &log_;
+  ctx.progress = &progress_;
+  ctx.artifact_dir = dir / "artifacts";
+  ctx.stage_name = stage.name;
+
+  StageOutcome outcome;
+  outcome.index = static_cast<int>(index);
+  outcome.name = stage.name;
+  outcome.pass = stage.pass;
+  nlohmann::json params_json = nlohmann::json::object();
+  for (const auto& [key, value] : stage.params.values()) {
+    params_json[key] = std::visit([](const auto& v) { return nlohmann::json(v); }, value);
+  }
+  nlohmann::json extra = {
+      {"seed", seed},
+      {"pass", stage.pass},
+      {"params", params_json},
+      {"plugin", {{"name", plugin->name}, {"version", plugin->version}, {"path", plugin->path}}}};
+
+  log_.info(fmt::format("[{}] {}: running {}", index, stage.name, stage.pass));
+  PassResult pass_result;
+  const auto started = std::chrono::steady_clock::now();
+  try {
+    ctx.teacher = resolve_teacher(stage);
+    pass_result = pass->run(ctx);
+    ctx.model.eval();
+  } catch (const std::exception& e) {
+    const char* what = e.what();
+    if (auto c10 = dynamic_cast<const c10::Error*>(&e)) what = c10->what_without_backtrace();
+    outcome.status = "failed";
+    outcome.pass_seconds = seconds_since(started);
+    outcome.error = fmt::format("stage '{}' (pass '{}' from plugin '{}' {}) failed: {}", stage.name,
+                                stage.pass, plugin->name, plugin->version, what);
+    outcome.metrics = state_.outcomes[state_.last_accepted].metrics;
+    write_record(dir, outcome, extra);
+    state_.outcomes.push_back(outcome);
+    result.status = RunStatus::Failed;
+    result.message = outcome.error;
+    return false;
+  }
+  outcome.pass_seconds = seconds_since(started);
+  outcome.summary = pass_result.summary;
+  extra["stats"] = pass_result.stats;
+  if (!pass_result.summary.empty()) log_.info("  " + pass_result.summary);
+
+  outcome.metrics = probe(ctx.model, outcome.probe_seconds);
+  save_model(ctx.model, dir / "model.pt");
+  state_.stage_models[stage.name] = dir / "model.pt";
+
+  outcome.status = "accepted";
+  const auto& reference = gate_reference(stage.gate);
+  const auto acc = outcome.metrics.find("accuracy");
+  const auto ref_acc = reference.metrics.find("accuracy");
+  if (stage.gate.max_accuracy_drop && acc != outcome.metrics.end() &&
+      ref_acc != reference.metrics.end()) {
+    const double drop = ref_acc->second - acc->second;
+    extra["gate"] = {{"reference", reference.name},
+                     {"max_accuracy_drop", *stage.gate.max_accuracy_drop},
+                     {"accuracy_drop", drop}};
+    if (drop > *stage.gate.max_accuracy_drop) {
+      outcome.gate_note = fmt::format("accuracy {:.2f}% is {:.2f} pt below '{}' ({:.2f}%), more than "
+                                      "the allowed {:.2f} pt",
+                                      acc->second * 100, drop * 100, reference.name,
+                                      ref_acc->second * 100, *stage.gate.max_accuracy_drop * 100);
+      outcome.status = stage.gate.on_fail == OnGateFail::Stop ? "stopped" : "rolled_back";
+      log_.warn(fmt::format("stage '{}': {}; {}", stage.name, outcome.gate_note,
+                            outcome.status == "stopped" ? "stopping the run"
+                                                        : "rolling back to the previous model"));
+    }
+  }
+  write_record(dir, outcome, extra);
+  state_.outcomes.push_back(outcome);
+  if (outcome.status == "accepted") {
+    state_.current = ctx.model;
+    state_.last_accepted = state_.outcomes.size() - 1;
+  }
+  if (outcome.status == "stopped") {
+    result.status = RunStatus::StoppedByGate;
+    result.message = fmt::format("stage '{}' did not pass its quality gate: {}", stage.name,
+                                 outcome.gate_note);
+    return false;
+  }
+  return true;
+}
+
+void Runner::write_report(RunResult& result) {
+  result.stages = state_.outcomes;
+  nlohmann::json stages = nlohmann::json::array();
+  for (const auto& o : state_.outcomes) stages.push_back(to_json(o));
+  const char* status = result.status == RunStatus::Completed       ? "completed"
+                       : result.status == RunStatus::StoppedByGate ? "stopped"
+                                                                   : "failed";
+  result.report = {{"recipe", recipe_.name},
+                   {"run_dir", fs::absolute(options_.out_dir).string()},
+                   {"status", status},
+                   {"message", result.message},
+                   {"final_model", result.final_model.string()},
+                   {"final_stage", state_.outcomes.empty() ? "" : state_.outcomes[state_.last_accepted].name},
+                   {"stages", stages}};
+  write_file_atomically(options_.out_dir / "report.json", result.report.dump(2) + "\n");
+  write_file_atomically(options_.out_dir / "report.md",
+                        summary_markdown(fmt::format("mcompress run: {}", recipe_.name), state_.outcomes));
+}
+
+RunResult Runner::run() {
+  set_threads(recipe_.threads);
+  prepare_directory();
+  data_ = load_data(recipe_.data, log_);
+  example_ = example_input(recipe_, data_);
+  RunResult result;
+  run_baseline();
+  write_report(result);
+  for (size_t i = 0; i < recipe_.stages.size(); ++i) {
+    const bool go_on = run_stage(i + 1, recipe_.stages[i], result);
+    write_report(result);
+    if (!go_on) break;
+  }
+  if (result.status == RunStatus::Completed) {
+    result.final_model = options_.out_dir / "model.pt";
+    save_model(state_.current, result.final_model);
+    write_report(result);
+  }
+  return result;
+}
+
+}  // namespace
+
+RunResult run_recipe(const Recipe& recipe, const PluginHost& plugins, const RunOptions& options,
+                     Logger& log, Progress& progress) {
+  Runner runner(recipe, plugins, options, log, progress);
+  return runner.run();
+}
+
+ResumeSource read_resume_source(const fs::path& run_dir) {
+  const fs::path run_file = run_dir / "run.json";
+  if (!fs::exists(run_file)) {
+    throw Error(fmt::format("{} holds no mcompress run (no run.json)", run_dir.string()));
+  }
+  const auto run = read_json(run_file);
+  if (run.value("format", 0) != kRunFormatVersion) {
+    throw Error(fmt::format("{} was written by another mcompress run format ({}); this host reads "
+                            "format {}",
+                            run_file.string(), run.value("format", 0), kRunFormatVersion));
+  }
+  return {run.at("recipe_path").get<std::string>(),
+          run.value("overrides", std::vector<std::string>{})};
+}
+
+}  // namespace mcompress

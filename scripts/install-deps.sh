@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages mcompress needs, skipping those present.
+# Everything comes from Debian; nothing is downloaded at build or run time.
+set -euo pipefail
+
+packages=(
+  build-essential cmake ccache pkg-config
+  libtorch-dev libdnnl-dev
+  libboost-dev libboost-program-options-dev libboost-filesystem-dev
+  libyaml-cpp-dev libfmt-dev libgtest-dev nlohmann-json3-dev zlib1g-dev
+  # LibTorch's matmuls use whatever libblas.so.3 is; the reference BLAS is ~30x slower.
+  libopenblas0-pthread
+  dataset-fashion-mnist
+  # Tests and benchmarks script reference models with Debian's PyTorch.
+  python3 python3-torch python3-torchvision
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+
+if ((${#missing[@]})); then
+  echo "installing: ${missing[*]}"
+  as_root=()
+  [[ $(id -u) -eq 0 ]] || as_root=(sudo)
+  export DEBIAN_FRONTEND=noninteractive
+  "${as_root[@]}" apt-get update -q
+  "${as_root[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi

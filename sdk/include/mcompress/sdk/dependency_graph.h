@@ -1,0 +1,103 @@
+#pragma once
+// Which channels of a model must be pruned together.
+//
+// Removing output channel k of a layer also removes input k of every layer
+// that reads it, entry k of the batch norms in between, and - across residual
+// adds - channel k of every other layer whose output is added to it. Such a
+// set of coupled tensor slices is a ChannelGroup. analyze_dependencies finds
+// the groups from the inlined TorchScript graph; prune_channels
+// (channel_pruning.h) applies one group's selection to every member at once,
+// which is what keeps a pruned model runnable.
+//
+// Safety rule: whatever the analysis does not understand (an unknown op, a
+// concatenation, a reshape that hard-codes a channel count, a parameter used
+// outside its layer, the model output) freezes the groups it touches with a
+// recorded reason. A frozen group is never pruned, so an unsupported model is
+// compressed less, never broken.
+//
+// Torch-free on purpose (the reports and the recipe tools read groups); the two
+// torch types in the signature are only declared here.
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "mcompress/sdk/export.h"
+
+namespace at {
+class Tensor;
+}
+namespace torch::jit {
+struct Module;
+}
+
+namespace mcompress {
+
+// What a member is: a tensor slice, or a count stored in the module that must
+// follow the new channel count (e.g. in_features, BatchNorm's num_features).
+enum class MemberKind {
+  Parameter,       // a registered parameter; `dim` is sliced
+  Buffer,          // a registered buffer (running statistics); `dim` is sliced
+  IntAttribute,    // an int attribute set to kept * block_size (`dim` unused)
+  IntListAttribute // element `dim` of an int-list attribute set to kept * block_size
+};
+
+// Why the member is coupled; used for reports and importance scores.
+enum class MemberRole {
+  Producer,       // creates the channels: output rows of a linear/conv (+ bias)
+  Consumer,       // reads the channels: input columns of a linear/conv
+  Normalization,  // per-channel affine parameters and statistics (BN, LayerNorm)
+};
+
+MCOMPRESS_SDK_API const char* to_string(MemberKind kind);
+MCOMPRESS_SDK_API const char* to_string(MemberRole role);
+
+struct ChannelMember {
+  std::string module_path;  // owner, e.g. "layer1.0.conv1" ("" for the root module)
+  std::string attribute;    // e.g. "weight", "running_mean", "in_features"
+  MemberKind kind = MemberKind::Parameter;
+  MemberRole role = MemberRole::Producer;
+  int64_t dim = 0;
+  // Entries of `dim` per channel: 1, or H*W where a [N,C,H,W] activation was
+  // flattened into a linear layer (channel c owns entries [c*H*W, (c+1)*H*W)).
+  int64_t block_size = 1;
+
+  bool is_buffer() const { return kind == MemberKind::Buffer; }
+  bool is_tensor() const { return kind == MemberKind::Parameter || kind == MemberKind::Buffer; }
+  // "layer1.0.conv1.weight"
+  std::string full_name() const {
+    return module_path.empty() ? attribute : module_path + "." + attribute;
+  }
+};
+
+struct ChannelGroup {
+  int64_t id = 0;       // index in DependencyGraph::groups
+  int64_t size = 0;     // number of channels
+  std::string name;     // the first producing layer's path, "+N" when N more are coupled
+  std::vector<ChannelMember> members;
+  // A frozen group is never pruned; frozen_reason says why ("; "-separated
+  // when there are several), e.g. "feeds the model output".
+  bool frozen = false;
+  std::string frozen_reason;
+
+  // Module paths of the layers that produce these channels, in graph order.
+  std::vector<std::string> producer_layers() const;
+};
+
+// Every channel group of a model, in the order their first producer runs.
+// Channels of values that are not tracked (the model input, the outputs of
+// frozen or unsupported layers) belong to no group and are never pruned.
+struct DependencyGraph {
+  std::vector<ChannelGroup> groups;
+
+  std::vector<const ChannelGroup*> prunable_groups() const;
+  std::vector<const ChannelGroup*> frozen_groups() const;
+};
+
+// Analyses `model`'s forward method. Runs the model once, in eval mode and
+// without gradients, on `example_input` (batch 1) to learn activation shapes;
+// the model's training flags are restored afterwards and nothing else changes.
+// Throws mcompress::Error when the model has no forward or fails on the input.
+MCOMPRESS_SDK_API DependencyGraph analyze_dependencies(const torch::jit::Module& model,
+                                                       const at::Tensor& example_input);
+
+}  // namespace mcompress

@@ -1,0 +1,44 @@
+#pragma once
+// Reading a TorchScript model as one flat graph: the inlined forward graph,
+// which module attribute a value comes from, and running the graph while
+// capturing intermediate values. Shared by MAC counting, dependency analysis
+// and any pass that needs activations.
+#include <torch/script.h>
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "mcompress/sdk/export.h"
+
+namespace mcompress {
+
+// A copy of `module`'s forward graph with every submodule call inlined, so
+// parameters appear as chains of prim::GetAttr from the graph's first input
+// (self). The returned graph is owned by the caller.
+MCOMPRESS_SDK_API std::shared_ptr<torch::jit::Graph> inlined_forward_graph(
+    const torch::jit::Module& module);
+
+// Where a value produced by a prim::GetAttr chain rooted at the graph's self
+// input lives: module path ("layer1.0.conv1", "" for the root) and attribute
+// name ("weight"). Empty when the value is not such a chain.
+struct AttributePath {
+  std::string module_path;
+  std::string attribute;
+  std::string full() const { return module_path.empty() ? attribute : module_path + "." + attribute; }
+};
+MCOMPRESS_SDK_API std::optional<AttributePath> attribute_path(const torch::jit::Value* value);
+
+// The submodule at a dotted path ("" is `root` itself). Throws mcompress::Error if absent.
+MCOMPRESS_SDK_API torch::jit::Module submodule_at(const torch::jit::Module& root,
+                                                  const std::string& path);
+
+// Runs `graph` (an inlined forward graph of `module`, possibly annotated by
+// the caller) on `inputs` and returns the values `taps` held, in order. The
+// graph is modified: its return gains the taps. Values must belong to `graph`.
+MCOMPRESS_SDK_API std::vector<c10::IValue> run_with_taps(
+    const torch::jit::Module& module, const std::shared_ptr<torch::jit::Graph>& graph,
+    const std::vector<torch::jit::Value*>& taps, const std::vector<c10::IValue>& inputs);
+
+}  // namespace mcompress

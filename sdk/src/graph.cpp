@@ -1,0 +1,80 @@
+#include "mcompress/sdk/graph.h"
+
+#include <torch/csrc/jit/api/function_impl.h>
+#include <torch/csrc/jit/passes/inliner.h>
+
+#include <fmt/format.h>
+
+#include "mcompress/sdk/error.h"
+
+namespace mcompress {
+
+std::shared_ptr<torch::jit::Graph> inlined_forward_graph(const torch::jit::Module& module) {
+  auto method = module.find_method("forward");
+  if (!method) throw Error("the model has no forward method");
+  auto graph = method->graph()->copy();
+  torch::jit::Inline(*graph);
+  return graph;
+}
+
+std::optional<AttributePath> attribute_path(const torch::jit::Value* value) {
+  std::vector<std::string> names;
+  const torch::jit::Value* v = value;
+  while (v->node()->kind() == torch::jit::prim::GetAttr) {
+    names.push_back(v->node()->s(torch::jit::attr::name));
+    v = v->node()->input(0);
+  }
+  // The chain must end at the graph's first input (self).
+  if (names.empty() || v->node()->kind() != torch::jit::prim::Param || v->offset() != 0) {
+    return std::nullopt;
+  }
+  AttributePath path;
+  path.attribute = names.front();
+  for (size_t i = names.size(); i-- > 1;) {
+    if (!path.module_path.empty()) path.module_path += ".";
+    path.module_path += names[i];
+  }
+  return path;
+}
+
+torch::jit::Module submodule_at(const torch::jit::Module& root, const std::string& path) {
+  torch::jit::Module current = root;
+  size_t start = 0;
+  while (start < path.size()) {
+    size_t dot = path.find('.', start);
+    if (dot == std::string::npos) dot = path.size();
+    const std::string name = path.substr(start, dot - start);
+    auto slot = current.type()->findAttributeSlot(name);
+    if (!slot || !current._ivalue()->getSlot(*slot).isModule()) {
+      throw Error(fmt::format("the model has no submodule '{}'", path));
+    }
+    current = current._ivalue()->getSlot(*slot).toModule();
+    start = dot + 1;
+  }
+  return current;
+}
+
+std::vector<c10::IValue> run_with_taps(const torch::jit::Module& module,
+                                       const std::shared_ptr<torch::jit::Graph>& graph,
+                                       const std::vector<torch::jit::Value*>& taps,
+                                       const std::vector<c10::IValue>& inputs) {
+  // Return (original output, tap0, tap1, ...) as one tuple.
+  std::vector<torch::jit::Value*> outputs{graph->outputs().at(0)};
+  outputs.insert(outputs.end(), taps.begin(), taps.end());
+  auto* tuple = graph->insertNode(graph->createTuple(outputs));
+  tuple->moveBefore(graph->return_node());
+  graph->return_node()->replaceInput(0, tuple->output());
+
+  torch::jit::GraphFunction function("mcompress_taps", graph, nullptr);
+  std::vector<c10::IValue> stack{module._ivalue()};
+  stack.insert(stack.end(), inputs.begin(), inputs.end());
+  auto result = function(stack).toTuple();
+  std::vector<c10::IValue> values(result->elements().begin() + 1, result->elements().end());
+
+  // Restore the graph's single output so the caller can tap again.
+  graph->return_node()->replaceInput(0, outputs.front());
+  tuple->destroy();
+  return values;
+}
+
+}  // namespace mcompress

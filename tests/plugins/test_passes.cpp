@@ -1,0 +1,86 @@
+// Passes for runner tests: they do something observable and simple.
+//   test_damage  zeroes every parameter (accuracy falls to chance): gate tests
+//   test_explode throws: failure reporting
+//   test_crash   kills the process when MCOMPRESS_TEST_CRASH=1: resume tests
+//   test_needs_teacher  records the teacher's output sum: teacher plumbing
+#include <signal.h>
+#include <unistd.h>
+
+#include <cstdlib>
+
+#include "mcompress/sdk/error.h"
+#include "mcompress/sdk/plugin.h"
+
+namespace {
+
+class SimplePass : public mcompress::Pass {
+ public:
+  explicit SimplePass(mcompress::PassInfo info) : info_(std::move(info)) {}
+  const mcompress::PassInfo& info() const override { return info_; }
+
+ private:
+  mcompress::PassInfo info_;
+};
+
+mcompress::PassInfo describe(const char* name, const char* summary) {
+  mcompress::PassInfo info;
+  info.name = name;
+  info.summary = summary;
+  info.kind = mcompress::PassKind::Other;
+  return info;
+}
+
+class DamagePass final : public SimplePass {
+ public:
+  DamagePass() : SimplePass(describe("test_damage", "zeroes all parameters")) {}
+  mcompress::PassResult run(mcompress::PassContext& ctx) const override {
+    torch::NoGradGuard no_grad;
+    for (auto p : ctx.model.parameters()) p.zero_();
+    return {"zeroed all parameters", {}};
+  }
+};
+
+class ExplodePass final : public SimplePass {
+ public:
+  ExplodePass() : SimplePass(describe("test_explode", "always throws")) {}
+  mcompress::PassResult run(mcompress::PassContext&) const override {
+    throw mcompress::Error("the test pass exploded on purpose");
+  }
+};
+
+class CrashPass final : public SimplePass {
+ public:
+  CrashPass() : SimplePass(describe("test_crash", "kills the process if MCOMPRESS_TEST_CRASH=1")) {}
+  mcompress::PassResult run(mcompress::PassContext&) const override {
+    const char* crash = std::getenv("MCOMPRESS_TEST_CRASH");
+    if (crash && std::string(crash) == "1") kill(getpid(), SIGKILL);
+    return {"did not crash", {}};
+  }
+};
+
+class TeacherPass final : public SimplePass {
+ public:
+  TeacherPass() : SimplePass([] {
+    auto info = describe("test_needs_teacher", "reads the teacher's output");
+    info.needs.teacher = true;
+    info.params.push_back(mcompress::ParamSpec::Float("weight", 1.0, 0.0, 2.0, "unused"));
+    return info;
+  }()) {}
+  mcompress::PassResult run(mcompress::PassContext& ctx) const override {
+    if (!ctx.teacher) throw mcompress::Error("no teacher given");
+    torch::NoGradGuard no_grad;
+    auto out = ctx.teacher->forward({ctx.example_input}).toTensor();
+    return {"teacher ran", {{"teacher_output_sum", out.sum().item<double>()}}};
+  }
+};
+
+void register_passes(mcompress::PassRegistry& registry) {
+  registry.add(std::make_unique<DamagePass>());
+  registry.add(std::make_unique<ExplodePass>());
+  registry.add(std::make_unique<CrashPass>());
+  registry.add(std::make_unique<TeacherPass>());
+}
+
+}  // namespace
+
+MCOMPRESS_PLUGIN("test_passes", "1.0.0", register_passes)
