@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <charconv>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -62,8 +63,7 @@ std::string absolute_path(const std::string& path) {
 }
 
 std::string read_recipe_text(const std::string& path) {
-  if (!fs::exists(path))
-    throw RecipeError({{path, {}, "recipe file not found; check the path"}});
+  if (!fs::exists(path)) throw RecipeError({{path, {}, "recipe file not found; check the path"}});
   if (fs::is_directory(path))
     throw RecipeError({{path, {}, "is a directory; give the recipe's .yaml file"}});
   std::ifstream in(path, std::ios::binary);
@@ -96,7 +96,14 @@ std::vector<std::string> split(const std::string& text, char separator) {
   return parts;
 }
 
-bool is_index(const std::string& s) {
+std::optional<size_t> parse_index(const std::string& s) {
+  size_t index = 0;
+  auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), index);
+  if (s.empty() || ec != std::errc() || end != s.data() + s.size()) return std::nullopt;
+  return index;
+}
+
+bool all_digits(const std::string& s) {
   return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
 }
 
@@ -130,7 +137,7 @@ class OverrideApplier {
     problems_.push_back({kOverrideFile, {}, fmt::format("in `--set {}`: {}", text, message)});
   }
   std::optional<size_t> sequence_index(const YAML::Node& sequence, const std::string& segment,
-                                       const std::string& text);
+                                       const std::string& where, const std::string& text);
   bool descend(YAML::Node& current, const std::string& segment, const std::string& where,
                const std::string& text);
   void assign(YAML::Node& current, const std::string& segment, const YAML::Node& value,
@@ -153,7 +160,8 @@ void OverrideApplier::apply(const std::string& text) {
   try {
     value = YAML::Load(text.substr(equals + 1));
   } catch (const YAML::ParserException& e) {
-    return fail(text, fmt::format("the value is not valid YAML ({}); quote it if it is text", e.msg));
+    return fail(text,
+                fmt::format("the value is not valid YAML ({}); quote it if it is text", e.msg));
   }
   if (!root_.IsMap() && !root_.IsNull())
     return fail(text, "the recipe is not a mapping, so nothing in it can be set");
@@ -166,22 +174,24 @@ void OverrideApplier::apply(const std::string& text) {
   assign(current, path.back(), value, where, text);
 }
 
+// A list entry by 0-based index, or (for `stages`) by stage name.
 std::optional<size_t> OverrideApplier::sequence_index(const YAML::Node& sequence,
                                                       const std::string& segment,
+                                                      const std::string& where,
                                                       const std::string& text) {
-  if (is_index(segment)) {
-    size_t index = std::stoul(segment);
-    if (index < sequence.size()) return index;
-    fail(text, fmt::format("index {} is out of range: there are {} stages (0-based indices 0 to "
-                           "{})", segment, sequence.size(), sequence.size() - 1));
+  if (all_digits(segment)) {
+    auto index = parse_index(segment);
+    if (index && *index < sequence.size()) return index;
+    fail(text, fmt::format("index {} is out of range: `{}` has {} entries (0-based)", segment,
+                           where, sequence.size()));
     return std::nullopt;
   }
   std::vector<std::string> names = effective_stage_names(sequence);
   auto it = std::find(names.begin(), names.end(), segment);
   if (it != names.end()) return static_cast<size_t>(it - names.begin());
   auto match = closest_match(segment, names);
-  fail(text, fmt::format("no stage named `{}`; {}stages: {} (or use a 0-based index)", segment,
-                         match ? fmt::format("did you mean `{}`? ", *match) : "",
+  fail(text, fmt::format("`{}` has no stage named `{}`; {}stages: {} (or use a 0-based index)",
+                         where, segment, match ? fmt::format("did you mean `{}`? ", *match) : "",
                          fmt::join(names, ", ")));
   return std::nullopt;
 }
@@ -191,14 +201,15 @@ std::optional<size_t> OverrideApplier::sequence_index(const YAML::Node& sequence
 bool OverrideApplier::descend(YAML::Node& current, const std::string& segment,
                               const std::string& where, const std::string& text) {
   if (current.IsSequence()) {
-    auto index = sequence_index(current, segment, text);
+    auto index = sequence_index(current, segment, where, text);
     if (!index) return false;
     YAML::Node child = current[*index];
     current.reset(child);  // reset, not '=': assigning would overwrite the node in the tree
     return true;
   }
   if (current.IsScalar()) {
-    fail(text, fmt::format("`{}` is a single value, not a section; it has no `{}`", where, segment));
+    fail(text,
+         fmt::format("`{}` is a single value, not a section; it has no `{}`", where, segment));
     return false;
   }
   YAML::Node child = current[segment];
@@ -215,14 +226,15 @@ void OverrideApplier::assign(YAML::Node& current, const std::string& segment,
                              const YAML::Node& value, const std::string& where,
                              const std::string& text) {
   if (current.IsSequence()) {
-    if (auto index = sequence_index(current, segment, text)) {
+    if (auto index = sequence_index(current, segment, where, text)) {
       current[*index] = value;
       locator_.remember(value, text);
     }
     return;
   }
   if (current.IsScalar()) {
-    fail(text, fmt::format("`{}` is a single value, not a section; it has no `{}`", where, segment));
+    fail(text,
+         fmt::format("`{}` is a single value, not a section; it has no `{}`", where, segment));
     return;
   }
   current[segment] = value;
@@ -257,7 +269,7 @@ nlohmann::json optional_to_json(const std::optional<std::string>& value) {
 
 std::string gate_text(const GateSpec& gate) {
   std::string limit = gate.max_accuracy_drop
-                          ? fmt::format("accuracy may drop by at most {:.4g} points",
+                          ? fmt::format("max accuracy drop {} ({:.4g} pt)", *gate.max_accuracy_drop,
                                         *gate.max_accuracy_drop * 100)
                           : std::string("no accuracy limit");
   return fmt::format("{} vs {}; on failure: {}", limit, gate.reference, on_fail_name(gate.on_fail));
@@ -269,22 +281,32 @@ std::string model_text(const ModelSpec& model) {
   std::string source = model.zoo.empty() ? fmt::format("TorchScript file {}", model.path)
                                          : fmt::format("zoo `{}`", model.zoo);
   std::vector<std::string> options;
-  for (const auto& [key, value] : model.options) options.push_back(fmt::format("{}={}", key, value));
+  for (const auto& [key, value] : model.options)
+    options.push_back(fmt::format("{}={}", key, value));
   if (!options.empty()) source += fmt::format(" ({})", fmt::join(options, ", "));
   return fmt::format("{}, input [{}], {} classes", source, fmt::join(model.input_shape, ", "),
                      model.num_classes);
 }
 
+// Declaration order when the pass is known (it is the order `mcompress explain`
+// shows), otherwise alphabetical.
 std::string params_text(const StageSpec& stage, const PassInfo* info) {
-  std::string text;
+  const auto& values = stage.params.values();
+  std::vector<std::pair<std::string, const ParamSpec*>> rows;
+  if (info)
+    for (const auto& spec : info->params)
+      if (values.count(spec.name)) rows.emplace_back(spec.name, &spec);
+  if (rows.size() != values.size()) {
+    rows.clear();
+    for (const auto& [name, value] : values) rows.emplace_back(name, nullptr);
+  }
   size_t width = 0;
-  for (const auto& [name, value] : stage.params.values()) width = std::max(width, name.size());
-  for (const auto& [name, value] : stage.params.values()) {
-    bool is_default = false;
-    if (info)
-      for (const auto& spec : info->params)
-        if (spec.name == name && spec.default_value)
-          is_default = to_string(*spec.default_value) == to_string(value);
+  for (const auto& row : rows) width = std::max(width, row.first.size());
+  std::string text;
+  for (const auto& [name, spec] : rows) {
+    const ParamValue& value = values.at(name);
+    bool is_default =
+        spec && spec->default_value && to_string(*spec->default_value) == to_string(value);
     text += fmt::format("      {:<{}} = {}{}\n", name, width, to_string(value),
                         is_default ? "  (default)" : "");
   }
@@ -294,8 +316,8 @@ std::string params_text(const StageSpec& stage, const PassInfo* info) {
 std::string stage_text(const StageSpec& stage, size_t index, size_t count,
                        const PassCatalog& catalog) {
   const PassInfo* info = catalog.find(stage.pass);
-  std::string text = fmt::format("  stage {}/{} `{}`: pass {}", index + 1, count, stage.name,
-                                 stage.pass);
+  std::string text =
+      fmt::format("  stage {}/{} `{}`: pass {}", index + 1, count, stage.name, stage.pass);
   if (info) text += fmt::format(" ({}) - {}", to_string(info->kind), info->summary);
   text += "\n    params:\n" + params_text(stage, info);
   text += fmt::format("    gate: {}\n", gate_text(stage.gate));
@@ -359,9 +381,12 @@ nlohmann::json to_json(const Recipe& recipe) {
                    {"num_classes", model.num_classes}};
   json["data"] = nullptr;
   if (const auto& data = recipe.data)
-    json["data"] = {{"dataset", data->dataset},         {"path", data->path},
-                    {"train_limit", data->train_limit}, {"eval_limit", data->eval_limit},
-                    {"calibration_size", data->calibration_size}};
+    json["data"] = {{"dataset", data->dataset},
+                    {"path", data->path},
+                    {"train_limit", data->train_limit},
+                    {"eval_limit", data->eval_limit},
+                    {"calibration_size", data->calibration_size},
+                    {"validation_size", data->validation_size}};
   json["teacher"] = optional_to_json(recipe.teacher);
   const ProbeSpec& probes = recipe.probes;
   json["probes"] = {{"enabled", probes.enabled},
@@ -384,23 +409,25 @@ nlohmann::json to_json(const Recipe& recipe) {
 }
 
 std::string describe_plan(const Recipe& recipe, const PassCatalog& catalog) {
-  std::string text = fmt::format("recipe `{}` ({}), format {}\n", recipe.name,
-                                 recipe.source_path, recipe.version);
+  std::string text =
+      fmt::format("recipe `{}` ({}), format {}\n", recipe.name, recipe.source_path, recipe.version);
   text += fmt::format("  seed {}, threads {}\n", recipe.seed,
                       recipe.threads > 0 ? std::to_string(recipe.threads) : "all cores");
   text += fmt::format("  model: {}\n", model_text(recipe.model));
   if (const auto& data = recipe.data)
-    text += fmt::format("  data: {} from {} (train: {}, eval: {}, calibration: {} samples)\n",
-                        data->dataset, data->path, limit_text(data->train_limit),
-                        limit_text(data->eval_limit), data->calibration_size);
+    text += fmt::format(
+        "  data: {} from {} (train: {}, eval: {}, calibration: {}, validation: {} samples)\n",
+        data->dataset, data->path, limit_text(data->train_limit), limit_text(data->eval_limit),
+        data->calibration_size, data->validation_size);
   else
     text += "  data: none (no accuracy, no training or calibration)\n";
   const ProbeSpec& probes = recipe.probes;
-  text += fmt::format("  probes: {} (latency at batch sizes {}: {} warm-up + {} timed runs; "
-                      "eval batch {})\n",
-                      probes.enabled.empty() ? "none" : fmt::format("{}", fmt::join(probes.enabled, ", ")),
-                      fmt::join(probes.latency_batch_sizes, ", "), probes.latency_warmup,
-                      probes.latency_runs, probes.eval_batch_size);
+  text += fmt::format(
+      "  probes: {} (latency at batch sizes {}: {} warm-up + {} timed runs; "
+      "eval batch {})\n",
+      probes.enabled.empty() ? "none" : fmt::format("{}", fmt::join(probes.enabled, ", ")),
+      fmt::join(probes.latency_batch_sizes, ", "), probes.latency_warmup, probes.latency_runs,
+      probes.eval_batch_size);
   text += fmt::format("  default gate: {}\n", gate_text(recipe.default_gate));
   if (recipe.teacher) text += fmt::format("  default teacher: {}\n", *recipe.teacher);
   for (size_t i = 0; i < recipe.stages.size(); ++i)

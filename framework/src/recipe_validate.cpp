@@ -43,11 +43,11 @@ namespace {
 
 namespace fs = std::filesystem;
 
-const std::vector<std::string> kTopKeys{"mcompress", "name",  "seed",  "threads", "model",
-                                        "data",      "teacher", "probes", "gate",  "stages"};
+const std::vector<std::string> kTopKeys{"mcompress", "name",    "seed",   "threads", "model",
+                                        "data",      "teacher", "probes", "gate",    "stages"};
 const std::vector<std::string> kModelKeys{"zoo", "options", "path", "input_shape", "num_classes"};
-const std::vector<std::string> kDataKeys{"dataset", "path", "train_limit", "eval_limit",
-                                         "calibration_size"};
+const std::vector<std::string> kDataKeys{"dataset",          "path",           "train_limit",
+                                         "eval_limit",       "calibration_size", "validation_size"};
 const std::vector<std::string> kProbeKeys{"enabled", "latency_batch_sizes", "latency_warmup",
                                           "latency_runs", "eval_batch_size"};
 const std::vector<std::string> kGateKeys{"max_accuracy_drop", "reference", "on_fail"};
@@ -98,7 +98,8 @@ std::optional<double> parse_float(std::string text) {
   if (!text.empty() && text[0] == '+') text.erase(0, 1);
   double value = 0;
   auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
-  if (ec != std::errc() || end != text.data() + text.size() || text.empty() || !std::isfinite(value))
+  if (ec != std::errc() || end != text.data() + text.size() || text.empty() ||
+      !std::isfinite(value))
     return std::nullopt;
   return value;
 }
@@ -108,6 +109,13 @@ std::string range_text(std::optional<double> min, std::optional<double> max) {
   if (min) return fmt::format(" >= {}", *min);
   if (max) return fmt::format(" <= {}", *max);
   return "";
+}
+
+// `probes.sizes` -> `probes.sizes[1]`
+std::string element_label(const std::string& what, size_t index) {
+  if (!what.empty() && what.back() == '`')
+    return fmt::format("{}[{}]`", what.substr(0, what.size() - 1), index);
+  return fmt::format("{}[{}]", what, index);
 }
 
 bool in_range(double value, std::optional<double> min, std::optional<double> max) {
@@ -120,9 +128,16 @@ std::string quoted_list(const std::vector<std::string>& words) {
   return quoted.empty() ? "(none)" : fmt::format("{}", fmt::join(quoted, ", "));
 }
 
+// "did you mean `x`? " as a prefix for the rest of a message, or "".
 std::string did_you_mean(const std::string& word, const std::vector<std::string>& candidates) {
   auto match = closest_match(word, candidates);
   return match ? fmt::format("did you mean `{}`? ", *match) : "";
+}
+
+// "; did you mean `x`?" to end a message, or "".
+std::string suggestion_suffix(const std::string& word, const std::vector<std::string>& candidates) {
+  auto match = closest_match(word, candidates);
+  return match ? fmt::format("; did you mean `{}`?", *match) : "";
 }
 
 bool valid_stage_name_chars(const std::string& name) {
@@ -170,7 +185,8 @@ std::string param_summary(const ParamSpec& spec) {
 // for the "not an earlier stage" check.
 struct GateDraft {
   GateSpec spec;
-  const Field* reference = nullptr;  // null: the built-in default "previous"
+  std::optional<Field> reference;  // none: the built-in default "previous"
+  bool own_reference = false;      // false: inherited from the recipe's default gate
 };
 
 // A stage between reading and the cross-stage checks.
@@ -179,7 +195,7 @@ struct StageDraft {
   Fields fields;
   const PassInfo* info = nullptr;
   GateDraft gate;
-  const Field* teacher = nullptr;
+  std::optional<Field> teacher;
 };
 
 class Checker {
@@ -213,8 +229,7 @@ class Checker {
   std::optional<std::string> read_string(const Field& f, const std::string& what);
   std::optional<std::string> read_choice(const Field& f, const std::string& what,
                                          const std::vector<std::string>& choices);
-  std::optional<std::vector<std::string>> read_string_list(const Field& f,
-                                                           const std::string& what);
+  std::optional<std::vector<std::string>> read_string_list(const Field& f, const std::string& what);
   std::optional<std::vector<int64_t>> read_int_list(const Field& f, const std::string& what,
                                                     int64_t min);
   std::optional<std::string> read_path(const Field& f, const std::string& what);
@@ -222,7 +237,7 @@ class Checker {
   void read_into(const Fields& fields, const std::string& key, T& out, Reader reader);
 
   // Sections.
-  bool check_version(const Fields& top, const YAML::Node& root);
+  bool check_version(const YAML::Node& root);
   void read_header(const Fields& top, Recipe& recipe);
   void read_model(const Fields& top, const YAML::Node& root, ModelSpec& model);
   void read_zoo(const Field& zoo, const Field* options, ModelSpec& model);
@@ -241,8 +256,8 @@ class Checker {
   Params resolve_params(const StageDraft& draft, const std::string& stage);
   std::optional<ParamValue> read_param(const Field& f, const ParamSpec& spec,
                                        const std::string& what);
-  std::optional<std::string> resolve_teacher(const Field& f, const std::string& whose,
-                                             size_t user, const std::vector<std::string>& names);
+  std::optional<std::string> resolve_teacher(const Field& f, const std::string& whose, size_t user,
+                                             const std::vector<std::string>& names);
   void check_gate_reference(const GateDraft& gate, const std::string& whose, size_t user,
                             const std::vector<std::string>& names);
   void check_needs(const StageDraft& draft, const StageSpec& stage);
@@ -288,8 +303,8 @@ Fields Checker::read_fields(const YAML::Node& map, const std::vector<std::string
       continue;
     }
     if (auto* first = find(fields, name)) {
-      error(key, fmt::format("`{}` appears twice in {} (first at line {}); keep one", name,
-                             section, first->key.Mark().line + 1));
+      error(key, fmt::format("`{}` appears twice in {} (first at line {}); keep one", name, section,
+                             first->key.Mark().line + 1));
       continue;
     }
     fields.emplace(name, Field{key, it->second});
@@ -310,8 +325,8 @@ std::optional<int64_t> Checker::read_int(const Field& f, const std::string& what
     error(f.anchor(), fmt::format("{} must be an integer{}, got {}", what, range_text(min, max),
                                   describe(f.value)));
   } else if (!in_range(static_cast<double>(*value), min, max)) {
-    error(f.anchor(), fmt::format("{} = {} is out of range: it must be{}", what, *value,
-                                  range_text(min, max)));
+    error(f.anchor(),
+          fmt::format("{} = {} is out of range: it must be{}", what, *value, range_text(min, max)));
     value.reset();
   }
   return value;
@@ -324,8 +339,8 @@ std::optional<double> Checker::read_float(const Field& f, const std::string& wha
     error(f.anchor(), fmt::format("{} must be a number{}, got {}", what, range_text(min, max),
                                   describe(f.value)));
   } else if (!in_range(*value, min, max)) {
-    error(f.anchor(), fmt::format("{} = {} is out of range: it must be{}", what,
-                                  f.value.Scalar(), range_text(min, max)));
+    error(f.anchor(), fmt::format("{} = {} is out of range: it must be{}", what, f.value.Scalar(),
+                                  range_text(min, max)));
     value.reset();
   }
   return value;
@@ -340,8 +355,8 @@ std::optional<bool> Checker::read_bool(const Field& f, const std::string& what) 
 
 std::optional<std::string> Checker::read_string(const Field& f, const std::string& what) {
   if (f.value.IsScalar()) return f.value.Scalar();
-  error(f.anchor(), fmt::format("{} must be a single value (a string), got {}", what,
-                                describe(f.value)));
+  error(f.anchor(),
+        fmt::format("{} must be a single value (a string), got {}", what, describe(f.value)));
   return std::nullopt;
 }
 
@@ -349,36 +364,42 @@ std::optional<std::string> Checker::read_choice(const Field& f, const std::strin
                                                 const std::vector<std::string>& choices) {
   auto value = read_string(f, what);
   if (!value || contains(choices, *value)) return value;
-  error(f.anchor(), fmt::format("{} must be one of {}, got `{}`; {}", what, quoted_list(choices),
-                                *value, did_you_mean(*value, choices)));
+  error(f.anchor(), fmt::format("{} must be one of {}, got `{}`{}", what, quoted_list(choices),
+                                *value, suggestion_suffix(*value, choices)));
   return std::nullopt;
 }
 
 std::optional<std::vector<std::string>> Checker::read_string_list(const Field& f,
                                                                   const std::string& what) {
-  bool ok = f.value.IsSequence();
-  for (size_t i = 0; ok && i < f.value.size(); ++i) ok = f.value[i].IsScalar();
-  if (!ok) {
+  if (!f.value.IsSequence()) {
     error(f.anchor(), fmt::format("{} must be a list of strings such as `[a, b]`, got {}", what,
                                   describe(f.value)));
     return std::nullopt;
   }
+  for (const auto& item : f.value)
+    if (!item.IsScalar()) {
+      error(item, fmt::format("{} must be a list of strings such as `[a, b]`, got an item that "
+                              "is {}",
+                              what, describe(item)));
+      return std::nullopt;
+    }
   std::vector<std::string> values;
   for (const auto& item : f.value) values.push_back(item.Scalar());
   return values;
 }
 
-std::optional<std::vector<int64_t>> Checker::read_int_list(const Field& f,
-                                                           const std::string& what, int64_t min) {
+std::optional<std::vector<int64_t>> Checker::read_int_list(const Field& f, const std::string& what,
+                                                           int64_t min) {
   if (!f.value.IsSequence() || f.value.size() == 0) {
     error(f.anchor(), fmt::format("{} must be a non-empty list of integers such as `[1, 64]`, "
-                                  "got {}", what, describe(f.value)));
+                                  "got {}",
+                                  what, describe(f.value)));
     return std::nullopt;
   }
   std::vector<int64_t> values;
   for (size_t i = 0; i < f.value.size(); ++i) {
-    auto item = read_int(Field{f.key, f.value[i]}, fmt::format("{}[{}]", what, i),
-                         static_cast<double>(min), std::nullopt);
+    auto item = read_int(Field{f.key, f.value[i]}, element_label(what, i), static_cast<double>(min),
+                         std::nullopt);
     if (!item) return std::nullopt;
     values.push_back(*item);
   }
@@ -407,11 +428,16 @@ void Checker::read_into(const Fields& fields, const std::string& key, T& out, Re
 
 // ---- Top-level sections ---------------------------------------------------------
 
-bool Checker::check_version(const Fields& top, const YAML::Node& root) {
-  const Field* f = find(top, "mcompress");
+bool Checker::check_version(const YAML::Node& root) {
+  std::optional<Field> version_field;
+  for (auto it = root.begin(); it != root.end() && !version_field; ++it)
+    if (it->first.IsScalar() && it->first.Scalar() == "mcompress")
+      version_field = Field{it->first, it->second};
+  const Field* f = version_field ? &*version_field : nullptr;
   if (!f) {
     error(root, fmt::format("the recipe does not say its format version; add `mcompress: {}` "
-                            "as its first line", kRecipeFormatVersion));
+                            "as its first line",
+                            kRecipeFormatVersion));
     return true;  // probably a version-1 recipe that forgot the line: check the rest
   }
   auto version = is_plain(f->value) ? parse_int(f->value.Scalar()) : std::nullopt;
@@ -443,16 +469,16 @@ void Checker::read_header(const Fields& top, Recipe& recipe) {
   });
   read_into(top, "seed", recipe.seed,
             [&](const Field& f) { return read_int(f, "`seed`", 0.0, std::nullopt); });
-  read_into(top, "threads", recipe.threads, [&](const Field& f) {
-    return read_int(f, "`threads` (0 = all cores)", 0.0, 4096.0);
-  });
+  read_into(top, "threads", recipe.threads,
+            [&](const Field& f) { return read_int(f, "`threads` (0 = all cores)", 0.0, 4096.0); });
 }
 
 void Checker::read_model(const Fields& top, const YAML::Node& root, ModelSpec& model) {
   const Field* section = find(top, "model");
   if (!section) {
-    error(root, "the recipe has no `model:` section; add one with `zoo: cnn` (a built-in model) "
-                "or `path: model.pt` (a TorchScript file)");
+    error(root,
+          "the recipe has no `model:` section; add one with `zoo: cnn` (a built-in model) "
+          "or `path: model.pt` (a TorchScript file)");
     return;
   }
   Fields fields = read_fields(section->value, kModelKeys, "`model`");
@@ -463,8 +489,9 @@ void Checker::read_model(const Fields& top, const YAML::Node& root, ModelSpec& m
   if (zoo && path) {
     error(path->key, "`model` has both `zoo` and `path`; keep exactly one of them");
   } else if (!zoo && !path) {
-    error(section->key, "`model` needs exactly one of `zoo:` (a built-in model) or `path:` "
-                        "(a TorchScript file)");
+    error(section->key,
+          "`model` needs exactly one of `zoo:` (a built-in model) or `path:` "
+          "(a TorchScript file)");
   }
   if (zoo) read_zoo(*zoo, options, model);
   if (path) read_model_path(*path, model);
@@ -472,9 +499,8 @@ void Checker::read_model(const Fields& top, const YAML::Node& root, ModelSpec& m
     error(options->key, "`model.options` only applies to `zoo` models; remove it");
   read_into(fields, "input_shape", model.input_shape,
             [&](const Field& f) { return read_int_list(f, "`model.input_shape`", 1); });
-  read_into(fields, "num_classes", model.num_classes, [&](const Field& f) {
-    return read_int(f, "`model.num_classes`", 1.0, std::nullopt);
-  });
+  read_into(fields, "num_classes", model.num_classes,
+            [&](const Field& f) { return read_int(f, "`model.num_classes`", 1.0, std::nullopt); });
 }
 
 void Checker::read_zoo(const Field& zoo, const Field* options, ModelSpec& model) {
@@ -529,11 +555,16 @@ void Checker::read_data(const Fields& top, Recipe& recipe) {
   read_into(fields, "calibration_size", data.calibration_size, [&](const Field& f) {
     return read_int(f, "`data.calibration_size`", 1.0, std::nullopt);
   });
-  const Field* path = find(fields, "path");
-  if (path) read_into(fields, "path", data.path, [&](const Field& f) {
-    return read_path(f, "`data.path`");
+  read_into(fields, "validation_size", data.validation_size, [&](const Field& f) {
+    return read_int(f, "`data.validation_size` (0 = none)", 0.0, std::nullopt);
   });
-  check_fashion_mnist_dir(path ? *path : *section, data.path);
+  const Field* path = find(fields, "path");
+  std::optional<std::string> directory = data.path;
+  if (path) directory = read_path(*path, "`data.path`");
+  if (directory) {  // an unreadable path was reported already; don't also blame the default
+    data.path = *directory;
+    check_fashion_mnist_dir(path ? *path : *section, data.path);
+  }
   recipe.data = data;
 }
 
@@ -562,12 +593,13 @@ void Checker::read_probes(const Fields& top, Recipe& recipe) {
       for (size_t i = 0; i < names->size(); ++i) {
         const std::string& probe = (*names)[i];
         if (!contains(kProbeNames, probe))
-          error(f->value[i], fmt::format("unknown probe `{}`; {}probes: {}", probe,
-                                         did_you_mean(probe, kProbeNames),
-                                         quoted_list(kProbeNames)));
+          error(f->value[i],
+                fmt::format("unknown probe `{}`; {}probes: {}", probe,
+                            did_you_mean(probe, kProbeNames), quoted_list(kProbeNames)));
         else if (probe == "accuracy" && !recipe.data)
-          error(f->value[i], "the `accuracy` probe needs evaluation data; add a `data:` section "
-                             "(e.g. `data: {dataset: fashion_mnist}`) or remove `accuracy`");
+          error(f->value[i],
+                "the `accuracy` probe needs evaluation data; add a `data:` section "
+                "(e.g. `data: {dataset: fashion_mnist}`) or remove `accuracy`");
         else if (!contains(probes.enabled, probe))
           probes.enabled.push_back(probe);
       }
@@ -575,27 +607,27 @@ void Checker::read_probes(const Fields& top, Recipe& recipe) {
   }
   read_into(fields, "latency_batch_sizes", probes.latency_batch_sizes,
             [&](const Field& f) { return read_int_list(f, "`probes.latency_batch_sizes`", 1); });
-  read_into(fields, "latency_warmup", probes.latency_warmup, [&](const Field& f) {
-    return read_int(f, "`probes.latency_warmup`", 0.0, 1e6);
-  });
-  read_into(fields, "latency_runs", probes.latency_runs, [&](const Field& f) {
-    return read_int(f, "`probes.latency_runs`", 1.0, 1e6);
-  });
+  read_into(fields, "latency_warmup", probes.latency_warmup,
+            [&](const Field& f) { return read_int(f, "`probes.latency_warmup`", 0.0, 1e6); });
+  read_into(fields, "latency_runs", probes.latency_runs,
+            [&](const Field& f) { return read_int(f, "`probes.latency_runs`", 1.0, 1e6); });
   read_into(fields, "eval_batch_size", probes.eval_batch_size, [&](const Field& f) {
     return read_int(f, "`probes.eval_batch_size`", 1.0, std::nullopt);
   });
 }
 
-GateDraft Checker::read_gate(const Field* section, const GateDraft& base,
-                             const std::string& path) {
+GateDraft Checker::read_gate(const Field* section, const GateDraft& base, const std::string& path) {
   GateDraft gate = base;
+  gate.own_reference = false;
   if (!section) return gate;
   Fields fields = read_fields(section->value, kGateKeys, fmt::format("`{}`", path));
   if (const Field* f = find(fields, "max_accuracy_drop")) {
     if (f->value.IsNull()) {
       gate.spec.max_accuracy_drop.reset();  // a stage may switch off the inherited limit
-    } else if (auto drop = read_float(*f, fmt::format("`{}.max_accuracy_drop` (a fraction: "
-                                                      "0.01 = 1 accuracy point)", path),
+    } else if (auto drop = read_float(*f,
+                                      fmt::format("`{}.max_accuracy_drop` (a fraction: "
+                                                  "0.01 = 1 accuracy point)",
+                                                  path),
                                       0.0, 1.0)) {
       gate.spec.max_accuracy_drop = *drop;
       check_gate_measurable(*f);
@@ -604,7 +636,8 @@ GateDraft Checker::read_gate(const Field* section, const GateDraft& base,
   if (const Field* f = find(fields, "reference")) {
     if (auto reference = read_string(*f, fmt::format("`{}.reference`", path))) {
       gate.spec.reference = *reference;
-      gate.reference = f;
+      gate.reference = *f;
+      gate.own_reference = true;
     }
   }
   if (const Field* f = find(fields, "on_fail")) {
@@ -630,7 +663,8 @@ StageDraft Checker::read_stage(const YAML::Node& node, size_t index) {
   draft.node = node;
   if (!node.IsMap()) {
     error(node, fmt::format("`stages[{}]` must be a mapping such as `{{pass: magnitude_prune}}`, "
-                            "got {}", index, describe(node)));
+                            "got {}",
+                            index, describe(node)));
     return draft;
   }
   // Parameters written next to `pass:` instead of under `params:` are a common slip.
@@ -657,9 +691,9 @@ StageDraft Checker::read_stage(const YAML::Node& node, size_t index) {
                                         *name, did_you_mean(*name, catalog_.names()),
                                         quoted_list(catalog_.names())));
   }
-  draft.gate = read_gate(find(draft.fields, "gate"), *default_gate_,
-                         fmt::format("stages[{}].gate", index));
-  draft.teacher = find(draft.fields, "teacher");
+  draft.gate =
+      read_gate(find(draft.fields, "gate"), *default_gate_, fmt::format("stages[{}].gate", index));
+  if (const Field* teacher = find(draft.fields, "teacher")) draft.teacher = *teacher;
   return draft;
 }
 
@@ -742,21 +776,25 @@ std::optional<std::string> Checker::resolve_teacher(const Field& f, const std::s
     if (static_cast<size_t>(stage - names.begin()) < user) return value;
     error(f.anchor(), fmt::format("the teacher of {} is stage `{}`, which does not run before "
                                   "it; a teacher must be `original`, an earlier stage or a "
-                                  "TorchScript file", whose, *value));
+                                  "TorchScript file",
+                                  whose, *value));
     return std::nullopt;
   }
   fs::path path(*value);
   if (path.is_relative()) path = recipe_dir_ / path;
   path = path.lexically_normal();
   if (fs::is_regular_file(path)) return path.string();
+  std::vector<std::string> earlier(names.begin(), names.begin() + std::min(user, names.size()));
   std::vector<std::string> candidates{"original"};
-  candidates.insert(candidates.end(), names.begin(), names.begin() + std::min(user, names.size()));
-  error(f.anchor(), fmt::format("the teacher of {}, `{}`, is neither `original`, an earlier "
-                                "stage ({}) nor an existing TorchScript file (no file at {}); "
-                                "{}write `teacher: original` to distill from the input model",
-                                whose, *value,
-                                quoted_list({candidates.begin() + 1, candidates.end()}),
-                                path.string(), did_you_mean(*value, candidates)));
+  candidates.insert(candidates.end(), earlier.begin(), earlier.end());
+  error(f.anchor(),
+        fmt::format("the teacher of {}, `{}`, is neither `original`, {} nor an "
+                    "existing TorchScript file (no file at {}); {}write `teacher: "
+                    "original` to distill from the input model",
+                    whose, *value,
+                    earlier.empty() ? "an earlier stage"
+                                    : fmt::format("an earlier stage ({})", quoted_list(earlier)),
+                    path.string(), did_you_mean(*value, candidates)));
   return std::nullopt;
 }
 
@@ -767,14 +805,16 @@ void Checker::check_gate_reference(const GateDraft& gate, const std::string& who
   auto stage = std::find(names.begin(), names.end(), reference);
   if (stage == names.end()) {
     std::vector<std::string> candidates{"baseline", "previous"};
-    candidates.insert(candidates.end(), names.begin(), names.begin() + std::min(user, names.size()));
+    candidates.insert(candidates.end(), names.begin(),
+                      names.begin() + std::min(user, names.size()));
     error(gate.reference->anchor(),
-          fmt::format("the gate reference of {}, `{}`, is not a stage; {}{}", whose, reference,
-                      did_you_mean(reference, candidates), gate_reference_help()));
+          fmt::format("the gate reference of {}, `{}`, is not a stage{}; {}", whose, reference,
+                      suggestion_suffix(reference, candidates), gate_reference_help()));
   } else if (static_cast<size_t>(stage - names.begin()) >= user) {
     error(gate.reference->anchor(),
           fmt::format("the gate of {} compares against stage `{}`, which does not run before "
-                      "it; {}", whose, reference, gate_reference_help()));
+                      "it; {}",
+                      whose, reference, gate_reference_help()));
   }
 }
 
@@ -809,8 +849,7 @@ StageSpec Checker::resolve_stage(const StageDraft& draft, size_t index,
     stage.teacher = resolve_teacher(*draft.teacher, whose, index, names);
   else if (draft.info && draft.info->needs.teacher)
     stage.teacher = recipe.teacher;
-  if (draft.gate.reference != default_gate_->reference)
-    check_gate_reference(draft.gate, whose, index, names);
+  if (draft.gate.own_reference) check_gate_reference(draft.gate, whose, index, names);
   if (draft.info) check_needs(draft, stage);
   return stage;
 }
@@ -821,8 +860,8 @@ void Checker::check_inherited_references(const std::vector<StageDraft>& drafts,
                                          const std::vector<std::string>& names) {
   // A reference that names no stage was reported where it was read.
   auto runs_not_before = [&](const std::string& reference, size_t user) {
-    size_t index = static_cast<size_t>(std::find(names.begin(), names.end(), reference) -
-                                       names.begin());
+    size_t index =
+        static_cast<size_t>(std::find(names.begin(), names.end(), reference) - names.begin());
     return index < names.size() && index >= user;
   };
   std::vector<std::string> bad_teacher_users, bad_gate_users;
@@ -832,7 +871,7 @@ void Checker::check_inherited_references(const std::vector<StageDraft>& drafts,
                             !draft.teacher && draft.info && draft.info->needs.teacher;
     if (inherits_teacher && runs_not_before(recipe_teacher_->value.Scalar(), i))
       bad_teacher_users.push_back(names[i]);
-    bool inherits_gate = default_gate_->reference && draft.gate.reference == default_gate_->reference;
+    bool inherits_gate = default_gate_->reference && !draft.gate.own_reference;
     if (inherits_gate && runs_not_before(draft.gate.spec.reference, i))
       bad_gate_users.push_back(names[i]);
   }
@@ -851,13 +890,15 @@ void Checker::check_inherited_references(const std::vector<StageDraft>& drafts,
 void Checker::read_stages(const Fields& top, const YAML::Node& root, Recipe& recipe) {
   const Field* f = find(top, "stages");
   if (!f) {
-    error(root, "the recipe has no `stages:`; add a list of stages such as "
-                "`stages: [{pass: magnitude_prune}]`");
+    error(root,
+          "the recipe has no `stages:`; add a list of stages such as "
+          "`stages: [{pass: magnitude_prune}]`");
     return;
   }
   if (!f->value.IsSequence() || f->value.size() == 0) {
     error(f->anchor(), fmt::format("`stages` must be a non-empty list of stages such as "
-                                   "`[{{pass: magnitude_prune}}]`, got {}", describe(f->value)));
+                                   "`[{{pass: magnitude_prune}}]`, got {}",
+                                   describe(f->value)));
     return;
   }
   std::vector<StageDraft> drafts;
@@ -880,11 +921,13 @@ Recipe Checker::run(const YAML::Node& root) {
                                             "a `model:` and `stages:` (see docs/recipes.md)",
                                             kRecipeFormatVersion)
                               : fmt::format("a recipe must be a mapping of `key: value` lines, "
-                                            "got {}", describe(root)));
+                                            "got {}",
+                                            describe(root)));
     return recipe;
   }
+  // Another format version's keys would only produce noise, so check it first.
+  if (!check_version(root)) return recipe;
   Fields top = read_fields(root, kTopKeys, "the recipe");
-  if (!check_version(top, root)) return recipe;
   read_header(top, recipe);
   read_model(top, root, recipe.model);
   read_data(top, recipe);

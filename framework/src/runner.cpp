@@ -16,6 +16,7 @@
 #include "mcompress/framework/probes.h"
 #include "mcompress/framework/zoo.h"
 #include "mcompress/sdk/error.h"
+#include "mcompress/sdk/module_copy.h"
 #include "mcompress/sdk/pass.h"
 
 namespace mcompress {
@@ -187,7 +188,7 @@ bool Runner::restore_stage(size_t index, const std::string& name) {
   if (fs::exists(dir / "model.pt")) state_.stage_models[name] = dir / "model.pt";
   if (outcome.status == "accepted" || outcome.status == "baseline") {
     state_.current = load_model((dir / "model.pt").string(), "checkpoint");
-    if (index == 0) state_.original = state_.current.deepcopy();
+    if (index == 0) state_.original = deep_copy(state_.current);
     state_.last_accepted = state_.outcomes.size();
   }
   log_.info(fmt::format("[{}] {}: already done ({}), skipped", index, name, outcome.status));
@@ -208,7 +209,7 @@ void Runner::run_baseline() {
   if (restore_stage(0, "baseline")) return;
   state_.original = load_initial_model(recipe_);
   state_.original.eval();
-  state_.current = state_.original.deepcopy();
+  state_.current = deep_copy(state_.original);
   StageOutcome outcome;
   outcome.name = "baseline";
   outcome.status = "baseline";
@@ -267,7 +268,7 @@ bool Runner::run_stage(size_t index, const StageSpec& stage, RunResult& result) 
   torch::manual_seed(seed);
 
   PassContext ctx;
-  ctx.model = state_.current.deepcopy();
+  ctx.model = deep_copy(state_.current);
   ctx.original = state_.original;
   ctx.example_input = example_;
   ctx.train = data_.train;

@@ -13,6 +13,7 @@
 #include <fmt/format.h>
 
 #include "mcompress/sdk/error.h"
+#include "mcompress/sdk/evaluate.h"
 #include "mcompress/sdk/graph.h"
 
 namespace mcompress {
@@ -134,12 +135,19 @@ int64_t conv_spatial_dims(const std::string& op) {
 
 std::string op_name(const Node* node) { return node->kind().toQualString(); }
 
-// "fc1" for a node reading fc1's weight, else the op name; used in reasons.
+// "aten::linear (fc1)" for a node reading fc1's weight, else the op and its
+// source line when known; used in frozen-group reasons.
 std::string describe(const Node* node) {
   for (const Value* input : node->inputs()) {
     if (auto path = attribute_path(input)) {
       if (!path->module_path.empty()) return fmt::format("{} ({})", op_name(node), path->module_path);
     }
+  }
+  auto location = node->sourceRange().file_line_col();
+  if (location && !std::get<0>(*location).empty()) {
+    const std::string& file = std::get<0>(*location);
+    return fmt::format("{} at {}:{}", op_name(node), file.substr(file.find_last_of('/') + 1),
+                       std::get<1>(*location));
   }
   return op_name(node);
 }
@@ -147,6 +155,12 @@ std::string describe(const Node* node) {
 std::optional<int64_t> constant_int(const Value* value) {
   auto ivalue = torch::jit::toIValue(value);
   if (ivalue && ivalue->isInt()) return ivalue->toInt();
+  return std::nullopt;
+}
+
+std::optional<bool> constant_bool(const Value* value) {
+  auto ivalue = torch::jit::toIValue(value);
+  if (ivalue && ivalue->isBool()) return ivalue->toBool();
   return std::nullopt;
 }
 
@@ -257,26 +271,6 @@ struct ChannelTrack {
 };
 
 // Runs the model once to learn the shape of every top-level tensor value.
-class EvalModeGuard {
- public:
-  explicit EvalModeGuard(const torch::jit::Module& model) {
-    for (auto module : model.modules()) {
-      auto slot = module.type()->findAttributeSlot("training");
-      if (!slot) continue;
-      saved_.emplace_back(module, *slot, module._ivalue()->getSlot(*slot));
-      module._ivalue()->setSlot(*slot, false);
-    }
-  }
-  ~EvalModeGuard() {
-    for (auto& [module, slot, value] : saved_) module._ivalue()->setSlot(slot, value);
-  }
-  EvalModeGuard(const EvalModeGuard&) = delete;
-  EvalModeGuard& operator=(const EvalModeGuard&) = delete;
-
- private:
-  std::vector<std::tuple<torch::jit::Module, size_t, c10::IValue>> saved_;
-};
-
 std::unordered_map<const Value*, Shape> observe_shapes(const torch::jit::Module& model,
                                                        const std::shared_ptr<torch::jit::Graph>& graph,
                                                        const torch::Tensor& example_input) {
@@ -305,6 +299,20 @@ std::unordered_map<const Value*, Shape> observe_shapes(const torch::jit::Module&
   if (graph->inputs().size() > 1) shapes[graph->inputs()[1]] = example_input.sizes().vec();
   return shapes;
 }
+
+// A tensor held by a module attribute, as a layer argument refers to it.
+struct TensorAttribute {
+  AttributePath path;
+  torch::Tensor tensor;
+  MemberKind kind = MemberKind::Parameter;
+};
+
+// An int argument of an op: its value and, when it is not a constant in the
+// code, the module attribute it is read from.
+struct IntArgument {
+  int64_t value = 0;
+  std::optional<AttributePath> attribute;
+};
 
 // ---------------------------------------------------------------------------
 
@@ -521,12 +529,7 @@ class DependencyAnalyzer {
   }
 
   // A depthwise conv maps channel c to channel c: input and output are one group.
-  struct IntArgument {
-    int64_t value = 0;
-    std::optional<AttributePath> attribute;  // where a non-constant value lives
-  };
-
-  void visit_depthwise_conv(Node* node, const struct TensorAttribute& weight,
+  void visit_depthwise_conv(Node* node, const TensorAttribute& weight,
                             const IntArgument& groups, int64_t channel_dim);
 
   void visit_batch_norm(Node* node) {
@@ -620,8 +623,7 @@ class DependencyAnalyzer {
   void visit_reduction(Node* node) {
     auto track = track_of(node->input(0));
     auto dims = node->inputs().size() > 2 ? constant_int_list(node->input(1)) : std::nullopt;
-    auto keepdim = node->inputs().size() > 2 ? torch::jit::constant_as<bool>(node->input(2))
-                                             : std::nullopt;
+    auto keepdim = node->inputs().size() > 2 ? constant_bool(node->input(2)) : std::nullopt;
     if (!track || !dims || !keepdim || track->block != 1) {
       return freeze_inputs(node, fmt::format("{} reduces over the channels", describe(node)));
     }
@@ -667,21 +669,23 @@ class DependencyAnalyzer {
 
   // Adds the layer's input dim (weight dim 1) to the group of its input, or
   // records that dim as fixed when the input's channels are not prunable.
-  void couple_input(Node* node, const struct TensorAttribute& weight, const Value* input,
+  void couple_input(Node* node, const TensorAttribute& weight, const Value* input,
                     int64_t channel_dim, int64_t expected_inputs, const char* count_attribute);
 
-  void create_output_group(Node* node, const struct TensorAttribute& weight, int64_t channels,
+  void create_output_group(Node* node, const TensorAttribute& weight, int64_t channels,
                            int64_t channel_dim, int64_t rank, const char* count_attribute);
 
   void add_norm_members(Node* node, const std::optional<ChannelTrack>& track,
                         const std::vector<size_t>& inputs, const char* count_attribute);
 
+  // Counts such as in_features must follow the pruned size when the module
+  // stores them as attributes (TorchScript constants cannot and need not change).
   void add_int_attribute_member(int64_t group, const std::string& module_path,
-                                const std::string& attribute, MemberRole role) {
-    if (module_path.empty() && attribute.empty()) return;
+                                const std::string& attribute, MemberRole role, int64_t block = 1) {
+    if (attribute.empty()) return;
     auto module = submodule_at(model_, module_path);
     if (!module.hasattr(attribute) || !module.attr(attribute).isInt()) return;
-    groups_.add_member(group, ChannelMember{module_path, attribute, MemberKind::IntAttribute, role, 0, 1});
+    groups_.add_member(group, ChannelMember{module_path, attribute, MemberKind::IntAttribute, role, 0, block});
   }
 
   // --- freezing --------------------------------------------------------------
@@ -891,7 +895,7 @@ class DependencyAnalyzer {
     return held.toIntVector();
   }
 
-  std::optional<struct TensorAttribute> tensor_attribute(const Value* value);
+  std::optional<TensorAttribute> tensor_attribute(const Value* value);
 
   static constexpr int64_t kAllDims = -1;
 
@@ -902,13 +906,6 @@ class DependencyAnalyzer {
   GroupSet groups_;
   std::set<std::pair<const Node*, size_t>> understood_uses_;
   std::map<std::string, std::map<int64_t, std::string>> fixed_dims_;
-};
-
-// A tensor held by a module attribute, as a layer argument refers to it.
-struct TensorAttribute {
-  AttributePath path;
-  torch::Tensor tensor;
-  MemberKind kind = MemberKind::Parameter;
 };
 
 std::optional<TensorAttribute> DependencyAnalyzer::tensor_attribute(const Value* value) {
@@ -938,14 +935,8 @@ void DependencyAnalyzer::couple_input(Node* node, const TensorAttribute& weight,
   }
   groups_.add_member(track->group, ChannelMember{weight.path.module_path, weight.path.attribute,
                                                  weight.kind, MemberRole::Consumer, 1, track->block});
-  add_int_attribute_member(track->group, weight.path.module_path, count_attribute, MemberRole::Consumer);
-  // The attribute keeps the flattened count: kept channels * block size.
-  if (track->block != 1) {
-    auto& members = groups_.record(track->group).members;
-    if (!members.empty() && members.back().member.kind == MemberKind::IntAttribute) {
-      members.back().member.block_size = track->block;
-    }
-  }
+  add_int_attribute_member(track->group, weight.path.module_path, count_attribute, MemberRole::Consumer,
+                           track->block);
 }
 
 void DependencyAnalyzer::create_output_group(Node* node, const TensorAttribute& weight, int64_t channels,

@@ -69,7 +69,7 @@ struct ChannelMember {
   }
 };
 
-struct ChannelGroup {
+struct MCOMPRESS_SDK_API ChannelGroup {
   int64_t id = 0;       // index in DependencyGraph::groups
   int64_t size = 0;     // number of channels
   std::string name;     // the first producing layer's path, "+N" when N more are coupled
@@ -86,7 +86,7 @@ struct ChannelGroup {
 // Every channel group of a model, in the order their first producer runs.
 // Channels of values that are not tracked (the model input, the outputs of
 // frozen or unsupported layers) belong to no group and are never pruned.
-struct DependencyGraph {
+struct MCOMPRESS_SDK_API DependencyGraph {
   std::vector<ChannelGroup> groups;
 
   std::vector<const ChannelGroup*> prunable_groups() const;

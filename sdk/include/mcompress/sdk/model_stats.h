@@ -22,8 +22,11 @@ struct LayerCost {
   int64_t out_channels = 0;
 };
 
-// Runs the model once on `example_input` (batch 1) and returns the cost of
-// every linear/conv/matmul call in execution order.
+// Runs the model once, in eval mode without gradients, on the first sample
+// of `example_input` and returns the cost of every linear/conv/matmul call in
+// execution order. Branches on bool/int/float module attributes (e.g.
+// `self.training`) are resolved with the attributes' current values; layers
+// inside data-dependent branches or loops are not counted.
 MCOMPRESS_SDK_API std::vector<LayerCost> layer_costs(const torch::jit::Module& model,
                                                      const torch::Tensor& example_input);
 

@@ -1,0 +1,85 @@
+// Every example recipe in pipelines/ really runs (on a reduced budget set with
+// --set), and its final model loads and runs in plain PyTorch in a fresh
+// process, with no mcompress code.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "test_support.h"
+
+namespace fs = std::filesystem;
+using mcompress::testing::read_text;
+using mcompress::testing::run_command;
+using mcompress::testing::TempDir;
+
+namespace {
+
+// Smaller data and fewer epochs: the same stages, minutes less.
+const std::map<std::string, std::string> kBudget = {
+    {"fashion_mnist_prune.yaml",
+     "--set data.train_limit=4000 --set data.eval_limit=1000 --set data.validation_size=500 "
+     "--set stages.train.params.epochs=1 --set stages.recover.params.epochs=1 "
+     "--set probes.latency_runs=3 --set probes.latency_warmup=1"},
+};
+
+nlohmann::json stage(const nlohmann::json& report, const std::string& name) {
+  for (const auto& s : report.at("stages")) {
+    if (s.at("name") == name) return s;
+  }
+  return {};
+}
+
+TEST(Pipelines, EveryPipelineHasABudgetInThisTest) {
+  for (const auto& entry : fs::directory_iterator(fs::path(MCOMPRESS_SOURCE_DIR) / "pipelines")) {
+    if (entry.path().extension() == ".yaml") {
+      EXPECT_TRUE(kBudget.count(entry.path().filename().string())) << entry.path();
+    }
+  }
+}
+
+TEST(Pipelines, FashionMnistPruneTrainsPrunesRecoversAndExportsAPlainTorchScriptModel) {
+  TempDir tmp("pipeline-prune");
+  const fs::path out = tmp.path() / "run";
+  const auto result = run_command(std::string(MCOMPRESS_CLI) + " run " + MCOMPRESS_SOURCE_DIR +
+                                  "/pipelines/fashion_mnist_prune.yaml --quiet --out " + out.string() + " " +
+                                  kBudget.at("fashion_mnist_prune.yaml"));
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  const auto report = nlohmann::json::parse(read_text(out / "report.json"));
+  EXPECT_EQ(report.at("status"), "completed");
+
+  const auto trained = stage(report, "train").at("metrics");
+  const auto pruned = stage(report, "prune").at("metrics");
+  EXPECT_GT(trained.at("accuracy").get<double>(), 0.70);
+  // Half the channels removed: far fewer parameters and MACs, smaller file.
+  EXPECT_LT(pruned.at("params").get<double>(), 0.6 * trained.at("params").get<double>());
+  EXPECT_LT(pruned.at("macs").get<double>(), 0.6 * trained.at("macs").get<double>());
+  EXPECT_LT(pruned.at("size_bytes").get<double>(), trained.at("size_bytes").get<double>());
+
+  // The summary table is printed and saved as Markdown.
+  EXPECT_NE(result.output.find("Latency b1 (ms)"), std::string::npos) << result.output;
+  EXPECT_NE(read_text(out / "report.md").find("| prune | magnitude_prune |"), std::string::npos);
+
+  // Plain PyTorch in a fresh process loads and runs the final (pruned) model.
+  const auto python = run_command(std::string(MCOMPRESS_PYTHON) +
+                                  " -c \"import torch; m = torch.jit.load('" + (out / "model.pt").string() +
+                                  "'); m.eval(); y = m(torch.randn(3, 1, 28, 28)); "
+                                  "print('shape', tuple(y.shape), sum(p.numel() for p in m.parameters()))\"");
+  ASSERT_EQ(python.exit_code, 0) << python.output;
+  EXPECT_NE(python.output.find("shape (3, 10)"), std::string::npos) << python.output;
+  const auto final_params = std::stod(python.output.substr(python.output.rfind(' ') + 1));
+  EXPECT_LT(final_params, 0.6 * trained.at("params").get<double>());
+}
+
+TEST(Pipelines, DryRunPrintsTheResolvedPlanAndWritesNothing) {
+  TempDir tmp("dry-run");
+  const auto result = run_command(std::string(MCOMPRESS_CLI) + " run " + MCOMPRESS_SOURCE_DIR +
+                                  "/pipelines/fashion_mnist_prune.yaml --dry-run --out " +
+                                  (tmp.path() / "run").string());
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  EXPECT_NE(result.output.find("magnitude_prune"), std::string::npos);
+  EXPECT_NE(result.output.find("sparsity"), std::string::npos);
+  EXPECT_FALSE(fs::exists(tmp.path() / "run"));
+}
+
+}  // namespace

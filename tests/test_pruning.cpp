@@ -1,0 +1,809 @@
+// Structured pruning: channel-group discovery (dependency_graph.h), slicing and
+// selection (channel_pruning.h) and the magnitude_prune plugin. Models are
+// small TorchScript modules defined here plus real torchvision architectures
+// scripted by Python; pruned models are checked in a fresh Python process.
+#include <dlfcn.h>
+#include <gtest/gtest.h>
+#include <torch/script.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <memory>
+#include <sstream>
+
+#include <mcompress/sdk/channel_pruning.h>
+#include <mcompress/sdk/dependency_graph.h>
+#include <mcompress/sdk/error.h>
+#include <mcompress/sdk/evaluate.h>
+#include <mcompress/sdk/graph.h>
+#include <mcompress/sdk/model_stats.h>
+#include <mcompress/sdk/plugin_abi.h>
+#include <mcompress/sdk/pass.h>
+
+#include "test_support.h"
+
+namespace fs = std::filesystem;
+using mcompress::ChannelGroup;
+using mcompress::ChannelMember;
+using mcompress::DependencyGraph;
+using mcompress::MemberKind;
+using mcompress::MemberRole;
+using mcompress::testing::run_command;
+using mcompress::testing::TempDir;
+using torch::jit::Module;
+
+namespace {
+
+// ---------------------------------------------------------------------------
+// Small TorchScript models, built the way the zoo builds them.
+
+class ModelBuilder {
+ public:
+  ModelBuilder() : unit_(std::make_shared<torch::jit::CompilationUnit>()) { torch::manual_seed(0); }
+
+  Module module(const std::string& kind) {
+    Module m(c10::QualifiedName("__torch__.pruning_test." + kind), unit_, /*shouldMangle=*/true);
+    m.register_attribute("training", c10::BoolType::get(), false);
+    return m;
+  }
+
+  Module linear(int64_t in, int64_t out) {
+    Module m = module("Linear");
+    m.register_parameter("weight", torch::randn({out, in}) / std::sqrt(double(in)), false);
+    m.register_parameter("bias", torch::randn({out}) * 0.1, false);
+    m.register_attribute("in_features", c10::IntType::get(), in);
+    m.register_attribute("out_features", c10::IntType::get(), out);
+    m.define("def forward(self, x):\n    return torch.linear(x, self.weight, self.bias)\n");
+    return m;
+  }
+
+  Module conv(int64_t in, int64_t out) {
+    Module m = module("Conv2d");
+    m.register_parameter("weight", torch::randn({out, in, 3, 3}) / std::sqrt(9.0 * in), false);
+    m.register_parameter("bias", torch::randn({out}) * 0.1, false);
+    m.register_attribute("in_channels", c10::IntType::get(), in);
+    m.register_attribute("out_channels", c10::IntType::get(), out);
+    m.define("def forward(self, x):\n"
+             "    return torch.conv2d(x, self.weight, self.bias, [1, 1], [1, 1], [1, 1], 1)\n");
+    return m;
+  }
+
+  // groups read from an attribute can follow pruning; a literal cannot.
+  Module depthwise_conv(int64_t channels, bool groups_in_attribute) {
+    Module m = module("DepthwiseConv2d");
+    m.register_parameter("weight", torch::randn({channels, 1, 3, 3}), false);
+    m.register_parameter("bias", torch::randn({channels}) * 0.1, false);
+    m.register_attribute("groups", c10::IntType::get(), channels);
+    const std::string groups = groups_in_attribute ? "self.groups" : std::to_string(channels);
+    m.define("def forward(self, x):\n"
+             "    return torch.conv2d(x, self.weight, self.bias, [1, 1], [1, 1], [1, 1], " +
+             groups + ")\n");
+    return m;
+  }
+
+  Module batch_norm(int64_t channels) {
+    Module m = module("BatchNorm2d");
+    m.register_parameter("weight", torch::rand({channels}) + 0.5, false);
+    m.register_parameter("bias", torch::randn({channels}) * 0.1, false);
+    m.register_buffer("running_mean", torch::randn({channels}) * 0.1);
+    m.register_buffer("running_var", torch::rand({channels}) + 0.5);
+    m.register_attribute("num_features", c10::IntType::get(), channels);
+    m.define("def forward(self, x):\n"
+             "    return torch.batch_norm(x, self.weight, self.bias, self.running_mean,"
+             " self.running_var, self.training, 0.1, 1e-05, False)\n");
+    return m;
+  }
+
+  Module layer_norm(int64_t channels) {
+    Module m = module("LayerNorm");
+    m.register_parameter("weight", torch::rand({channels}) + 0.5, false);
+    m.register_parameter("bias", torch::randn({channels}) * 0.1, false);
+    m.register_attribute("normalized_shape", c10::ListType::ofInts(),
+                         c10::List<int64_t>({channels}));
+    m.define("def forward(self, x):\n"
+             "    return torch.layer_norm(x, self.normalized_shape, self.weight, self.bias, 1e-05,"
+             " False)\n");
+    return m;
+  }
+
+ private:
+  std::shared_ptr<torch::jit::CompilationUnit> unit_;
+};
+
+Module make_mlp() {
+  ModelBuilder b;
+  Module m = b.module("MLP");
+  m.register_module("fc1", b.linear(8, 16));
+  m.register_module("fc2", b.linear(16, 12));
+  m.register_module("fc3", b.linear(12, 4));
+  m.define(R"(
+def forward(self, x):
+    x = torch.relu(self.fc1.forward(x))
+    x = torch.relu(self.fc2.forward(x))
+    return self.fc3.forward(x)
+)");
+  return m;
+}
+
+// conv-bn-relu-pool, conv-bn-relu, flatten into a linear: input [1, 3, 8, 8].
+Module make_cnn() {
+  ModelBuilder b;
+  Module m = b.module("CNN");
+  m.register_module("conv1", b.conv(3, 8));
+  m.register_module("bn1", b.batch_norm(8));
+  m.register_module("conv2", b.conv(8, 16));
+  m.register_module("bn2", b.batch_norm(16));
+  m.register_module("fc", b.linear(16 * 4 * 4, 10));
+  m.define(R"(
+def forward(self, x):
+    x = torch.relu(self.bn1.forward(self.conv1.forward(x)))
+    x = torch.max_pool2d(x, [2, 2], [2, 2], [0, 0], [1, 1], False)
+    x = torch.relu(self.bn2.forward(self.conv2.forward(x)))
+    x = torch.flatten(x, 1)
+    return self.fc.forward(x)
+)");
+  return m;
+}
+
+// A stem and one residual block: stem's channels and conv_b's are added.
+Module make_residual() {
+  ModelBuilder b;
+  Module m = b.module("Residual");
+  m.register_module("stem", b.conv(3, 8));
+  m.register_module("bn0", b.batch_norm(8));
+  m.register_module("conv_a", b.conv(8, 6));
+  m.register_module("bn_a", b.batch_norm(6));
+  m.register_module("conv_b", b.conv(6, 8));
+  m.register_module("bn_b", b.batch_norm(8));
+  m.register_module("fc", b.linear(8, 10));
+  m.define(R"(
+def forward(self, x):
+    x = torch.relu(self.bn0.forward(self.stem.forward(x)))
+    y = torch.relu(self.bn_a.forward(self.conv_a.forward(x)))
+    y = self.bn_b.forward(self.conv_b.forward(y))
+    x = torch.relu(x + y)
+    x = torch.adaptive_avg_pool2d(x, [1, 1])
+    x = torch.flatten(x, 1)
+    return self.fc.forward(x)
+)");
+  return m;
+}
+
+torch::Tensor image_input() { return torch::randn({1, 3, 8, 8}); }
+
+const ChannelGroup* group_named(const DependencyGraph& graph, const std::string& producer) {
+  for (const auto& group : graph.groups) {
+    auto layers = group.producer_layers();
+    if (std::find(layers.begin(), layers.end(), producer) != layers.end()) return &group;
+  }
+  return nullptr;
+}
+
+bool has_member(const ChannelGroup& group, const std::string& name, int64_t dim, int64_t block = 1) {
+  return std::any_of(group.members.begin(), group.members.end(), [&](const ChannelMember& m) {
+    return m.full_name() == name && m.dim == dim && m.block_size == block;
+  });
+}
+
+std::string describe(const DependencyGraph& graph) {
+  std::ostringstream out;
+  for (const auto& group : graph.groups) {
+    out << group.id << " " << group.name << " size=" << group.size
+        << (group.frozen ? " FROZEN: " + group.frozen_reason : "") << "\n";
+    for (const auto& m : group.members) {
+      out << "    " << m.full_name() << " dim=" << m.dim << " block=" << m.block_size << " "
+          << mcompress::to_string(m.kind) << " " << mcompress::to_string(m.role) << "\n";
+    }
+  }
+  return out.str();
+}
+
+torch::Tensor run(const Module& model, const torch::Tensor& input) {
+  mcompress::EvalModeGuard eval(model);
+  torch::NoGradGuard no_grad;
+  return mcompress::forward_tensor(model, input);
+}
+
+Module deep_copy(const Module& model) { return model.deepcopy(); }
+
+std::vector<mcompress::GroupPruneResult> prune_by_l2(Module& model, const torch::Tensor& input,
+                                                     double sparsity) {
+  auto graph = mcompress::analyze_dependencies(model, input);
+  mcompress::PruneOptions options;
+  options.sparsity = sparsity;
+  return mcompress::prune_groups(model, graph, options, [&](const ChannelGroup& group) {
+    return mcompress::group_l2_importance(model, group);
+  });
+}
+
+torch::Tensor attr(const Module& model, const std::string& module, const std::string& name) {
+  return mcompress::submodule_at(model, module).attr(name).toTensor();
+}
+
+int64_t int_attr(const Module& model, const std::string& module, const std::string& name) {
+  return mcompress::submodule_at(model, module).attr(name).toInt();
+}
+
+// The model's output on a deterministic input, computed by plain PyTorch in a
+// fresh process that knows nothing about mcompress.
+torch::Tensor python_output(const fs::path& model_file, at::IntArrayRef shape) {
+  std::ostringstream shape_text;
+  int64_t numel = 1;
+  for (int64_t s : shape) {
+    shape_text << s << ",";
+    numel *= s;
+  }
+  const fs::path script = model_file.parent_path() / "run_model.py";
+  mcompress::testing::write_text(
+      script, "import torch\n"
+              "m = torch.jit.load(r'" + model_file.string() + "')\n"
+              "m.eval()\n"
+              "x = torch.linspace(-1, 1, " + std::to_string(numel) + ").reshape(" + shape_text.str() + ")\n"
+              "with torch.no_grad():\n"
+              "    y = m(x)\n"
+              "print('OUTPUT', ' '.join(repr(v) for v in y.flatten().tolist()))\n");
+  const auto result = run_command(std::string(MCOMPRESS_PYTHON) + " " + script.string());
+  EXPECT_EQ(result.exit_code, 0) << result.output;
+  const auto at = result.output.find("OUTPUT ");
+  if (at == std::string::npos) return {};
+  std::istringstream values(result.output.substr(at + 7));
+  std::vector<double> parsed;
+  for (double v; values >> v;) parsed.push_back(v);
+  return torch::tensor(parsed, torch::kDouble);
+}
+
+torch::Tensor deterministic_input(at::IntArrayRef shape) {
+  int64_t numel = 1;
+  for (int64_t s : shape) numel *= s;
+  return torch::linspace(-1, 1, numel).reshape(shape);
+}
+
+void expect_python_agrees(const Module& model, at::IntArrayRef shape, const std::string& label) {
+  TempDir tmp("pruning-python-" + label);
+  const fs::path file = tmp.path() / (label + ".pt");
+  model.save(file.string());
+  const torch::Tensor expected = run(model, deterministic_input(shape)).flatten().to(torch::kDouble);
+  const torch::Tensor actual = python_output(file, shape);
+  ASSERT_EQ(actual.numel(), expected.numel()) << label;
+  EXPECT_TRUE(torch::allclose(actual, expected, 1e-4, 1e-5))
+      << label << "\nC++:    " << expected << "\nPython: " << actual;
+}
+
+// ---------------------------------------------------------------------------
+// Group discovery
+
+TEST(DependencyGraph, MlpHasTwoPrunableGroupsAndAFrozenOutputGroup) {
+  const Module model = make_mlp();
+  const auto graph = mcompress::analyze_dependencies(model, torch::randn({1, 8}));
+  ASSERT_EQ(graph.groups.size(), 3u) << describe(graph);
+  EXPECT_EQ(graph.prunable_groups().size(), 2u) << describe(graph);
+
+  const auto& fc1 = graph.groups[0];
+  EXPECT_EQ(fc1.name, "fc1");
+  EXPECT_EQ(fc1.size, 16);
+  EXPECT_FALSE(fc1.frozen);
+  EXPECT_TRUE(has_member(fc1, "fc1.weight", 0));
+  EXPECT_TRUE(has_member(fc1, "fc1.bias", 0));
+  EXPECT_TRUE(has_member(fc1, "fc2.weight", 1));
+  EXPECT_TRUE(has_member(fc1, "fc1.out_features", 0));
+  EXPECT_TRUE(has_member(fc1, "fc2.in_features", 0));
+  EXPECT_FALSE(has_member(fc1, "fc3.weight", 1));
+
+  const auto& output = graph.groups[2];
+  EXPECT_EQ(output.name, "fc3");
+  EXPECT_TRUE(output.frozen);
+  EXPECT_NE(output.frozen_reason.find("model output"), std::string::npos) << output.frozen_reason;
+}
+
+TEST(DependencyGraph, ConvBatchNormChainFlattensIntoLinearAsSpatialBlocks) {
+  const Module model = make_cnn();
+  const auto graph = mcompress::analyze_dependencies(model, image_input());
+  const auto* conv1 = group_named(graph, "conv1");
+  const auto* conv2 = group_named(graph, "conv2");
+  ASSERT_TRUE(conv1 && conv2) << describe(graph);
+  EXPECT_FALSE(conv1->frozen) << describe(graph);
+  EXPECT_TRUE(has_member(*conv1, "bn1.weight", 0));
+  EXPECT_TRUE(has_member(*conv1, "bn1.running_var", 0));
+  EXPECT_TRUE(has_member(*conv1, "conv2.weight", 1));
+  EXPECT_FALSE(conv2->frozen) << describe(graph);
+  // After the 2x2 pool the activation is [16, 4, 4]: channel c is fc inputs [16c, 16c+16).
+  EXPECT_TRUE(has_member(*conv2, "fc.weight", 1, /*block=*/16)) << describe(graph);
+  EXPECT_TRUE(has_member(*conv2, "fc.in_features", 0, /*block=*/16)) << describe(graph);
+  for (const auto& member : conv2->members) {
+    if (member.attribute == "running_mean") {
+      EXPECT_TRUE(member.is_buffer());
+    }
+    if (member.full_name() == "bn2.weight") {
+      EXPECT_EQ(member.role, MemberRole::Normalization);
+    }
+  }
+  EXPECT_TRUE(group_named(graph, "fc")->frozen);
+}
+
+TEST(DependencyGraph, ResidualAddMergesTheGroupsItAdds) {
+  const Module model = make_residual();
+  const auto graph = mcompress::analyze_dependencies(model, image_input());
+  const auto* stem = group_named(graph, "stem");
+  ASSERT_NE(stem, nullptr) << describe(graph);
+  EXPECT_EQ(stem, group_named(graph, "conv_b")) << describe(graph);
+  EXPECT_EQ(stem->name, "stem (+1 coupled)");
+  EXPECT_FALSE(stem->frozen) << describe(graph);
+  EXPECT_TRUE(has_member(*stem, "bn_b.running_mean", 0));
+  EXPECT_TRUE(has_member(*stem, "conv_a.weight", 1));
+  EXPECT_TRUE(has_member(*stem, "fc.weight", 1));
+  const auto* conv_a = group_named(graph, "conv_a");
+  ASSERT_NE(conv_a, stem);
+  EXPECT_EQ(graph.prunable_groups().size(), 2u) << describe(graph);
+}
+
+TEST(DependencyGraph, AnalysisLeavesTheModelAsItWas) {
+  Module model = make_cnn();
+  model.train(true);
+  const torch::Tensor mean_before = attr(model, "bn1", "running_mean").clone();
+  mcompress::analyze_dependencies(model, image_input());
+  EXPECT_TRUE(model.is_training());
+  EXPECT_TRUE(mcompress::submodule_at(model, "bn1").is_training());
+  EXPECT_TRUE(torch::equal(mean_before, attr(model, "bn1", "running_mean")));
+}
+
+TEST(DependencyGraph, ConcatenationFreezesTheGroupsItTouchesWithAReason) {
+  ModelBuilder b;
+  Module m = b.module("Branches");
+  m.register_module("left", b.conv(3, 4));
+  m.register_module("right", b.conv(3, 4));
+  m.register_module("merge", b.conv(8, 6));
+  m.register_module("fc", b.linear(6, 10));
+  m.define(R"(
+def forward(self, x):
+    x = torch.cat([torch.relu(self.left.forward(x)), torch.relu(self.right.forward(x))], 1)
+    x = torch.relu(self.merge.forward(x))
+    x = torch.flatten(torch.adaptive_avg_pool2d(x, [1, 1]), 1)
+    return self.fc.forward(x)
+)");
+  const auto graph = mcompress::analyze_dependencies(m, image_input());
+  for (const char* layer : {"left", "right"}) {
+    const auto* group = group_named(graph, layer);
+    ASSERT_NE(group, nullptr);
+    EXPECT_TRUE(group->frozen) << layer;
+    EXPECT_NE(group->frozen_reason.find("aten::cat"), std::string::npos) << group->frozen_reason;
+  }
+  EXPECT_FALSE(group_named(graph, "merge")->frozen) << describe(graph);
+
+  // The rest still prunes, and the model still runs.
+  const torch::Tensor input = image_input();
+  prune_by_l2(m, input, 0.5);
+  EXPECT_EQ(attr(m, "merge", "weight").size(0), 3);
+  EXPECT_EQ(attr(m, "left", "weight").size(0), 4);
+  EXPECT_EQ(run(m, input).sizes(), (std::vector<int64_t>{1, 10}));
+}
+
+TEST(DependencyGraph, ViewThatHardCodesTheChannelCountFreezesItsGroup) {
+  ModelBuilder b;
+  Module m = b.module("HardCodedView");
+  m.register_module("conv", b.conv(3, 4));
+  m.register_module("fc", b.linear(4 * 8 * 8, 10));
+  m.register_module("conv2", b.conv(3, 5));
+  m.register_module("fc2", b.linear(5 * 8 * 8, 10));
+  m.define(R"(
+def forward(self, x):
+    a = torch.relu(self.conv.forward(x)).view(-1, 256)
+    b = torch.relu(self.conv2.forward(x))
+    b = b.view(b.size(0), -1)
+    return self.fc.forward(a) + self.fc2.forward(b)
+)");
+  const auto graph = mcompress::analyze_dependencies(m, image_input());
+  const auto* hard_coded = group_named(graph, "conv");
+  ASSERT_NE(hard_coded, nullptr);
+  EXPECT_TRUE(hard_coded->frozen);
+  EXPECT_NE(hard_coded->frozen_reason.find("aten::view"), std::string::npos) << hard_coded->frozen_reason;
+  const auto* inferred = group_named(graph, "conv2");
+  ASSERT_NE(inferred, nullptr);
+  EXPECT_FALSE(inferred->frozen) << describe(graph);
+  EXPECT_TRUE(has_member(*inferred, "fc2.weight", 1, 64));
+}
+
+TEST(DependencyGraph, UnknownOpsAndParametersUsedOutsideTheirLayerFreeze) {
+  ModelBuilder b;
+  Module m = b.module("Odd");
+  m.register_module("fc1", b.linear(8, 16));
+  m.register_module("fc2", b.linear(16, 12));
+  m.register_module("fc3", b.linear(12, 4));
+  m.register_parameter("mix", torch::randn({12, 12}), false);
+  m.define(R"(
+def forward(self, x):
+    h = torch.relu(self.fc1.forward(x)) * self.fc1.weight.mean()
+    h = torch.matmul(self.fc2.forward(h), self.mix)
+    return self.fc3.forward(h)
+)");
+  const auto graph = mcompress::analyze_dependencies(m, torch::randn({1, 8}));
+  const auto* fc1 = group_named(graph, "fc1");
+  const auto* fc2 = group_named(graph, "fc2");
+  ASSERT_TRUE(fc1 && fc2);
+  EXPECT_TRUE(fc1->frozen);
+  EXPECT_NE(fc1->frozen_reason.find("fc1.weight is also used by aten::mean"), std::string::npos)
+      << fc1->frozen_reason;
+  EXPECT_TRUE(fc2->frozen);
+  EXPECT_NE(fc2->frozen_reason.find("aten::matmul"), std::string::npos) << fc2->frozen_reason;
+  Module copy = deep_copy(m);
+  const auto results = prune_by_l2(copy, torch::randn({1, 8}), 0.5);
+  EXPECT_TRUE(results.empty());
+}
+
+TEST(DependencyGraph, DepthwiseConvTiesInputToOutputOnlyWhenGroupsCanFollow) {
+  for (bool groups_in_attribute : {false, true}) {
+    ModelBuilder b;
+    Module m = b.module("Depthwise");
+    m.register_module("conv", b.conv(3, 8));
+    m.register_module("dw", b.depthwise_conv(8, groups_in_attribute));
+    m.register_module("pw", b.conv(8, 4));
+    m.define(R"(
+def forward(self, x):
+    x = self.pw.forward(torch.relu(self.dw.forward(torch.relu(self.conv.forward(x)))))
+    return torch.flatten(torch.adaptive_avg_pool2d(x, [1, 1]), 1)
+)");
+    const torch::Tensor input = image_input();
+    const auto graph = mcompress::analyze_dependencies(m, input);
+    const auto* conv = group_named(graph, "conv");
+    ASSERT_NE(conv, nullptr);
+    if (!groups_in_attribute) {
+      EXPECT_TRUE(conv->frozen);
+      EXPECT_NE(conv->frozen_reason.find("groups count fixed"), std::string::npos) << conv->frozen_reason;
+      continue;
+    }
+    EXPECT_FALSE(conv->frozen) << describe(graph);
+    EXPECT_EQ(conv, group_named(graph, "dw"));
+    EXPECT_TRUE(has_member(*conv, "pw.weight", 1));
+    EXPECT_TRUE(has_member(*conv, "dw.groups", 0));
+    prune_by_l2(m, input, 0.5);
+    EXPECT_EQ(attr(m, "dw", "weight").size(0), 4);
+    EXPECT_EQ(int_attr(m, "dw", "groups"), 4);
+    EXPECT_EQ(run(m, input).sizes(), (std::vector<int64_t>{1, 4}));
+  }
+}
+
+TEST(DependencyGraph, LayerNormPrunesWhenItsShapeIsAnAttribute) {
+  ModelBuilder b;
+  Module m = b.module("WithLayerNorm");
+  m.register_module("fc1", b.linear(8, 16));
+  m.register_module("ln", b.layer_norm(16));
+  m.register_module("fc2", b.linear(16, 4));
+  m.define(R"(
+def forward(self, x):
+    return self.fc2.forward(torch.gelu(self.ln.forward(self.fc1.forward(x))))
+)");
+  const torch::Tensor input = torch::randn({2, 5, 8});
+  const auto graph = mcompress::analyze_dependencies(m, input);
+  const auto* fc1 = group_named(graph, "fc1");
+  ASSERT_NE(fc1, nullptr);
+  EXPECT_FALSE(fc1->frozen) << describe(graph);
+  EXPECT_TRUE(has_member(*fc1, "ln.weight", 0));
+  EXPECT_TRUE(has_member(*fc1, "ln.normalized_shape", 0));
+  prune_by_l2(m, input, 0.25);
+  EXPECT_EQ(attr(m, "ln", "bias").size(0), 12);
+  EXPECT_EQ(run(m, input).sizes(), (std::vector<int64_t>{2, 5, 4}));
+}
+
+// ---------------------------------------------------------------------------
+// Selection helpers
+
+TEST(ChannelPruning, KeepCountRoundsAndClamps) {
+  EXPECT_EQ(mcompress::keep_count(64, 0.5, 1), 32);
+  EXPECT_EQ(mcompress::keep_count(10, 0.3, 1), 7);
+  EXPECT_EQ(mcompress::keep_count(64, 0.0, 8), 64);  // sparsity 0 never rounds
+  EXPECT_EQ(mcompress::keep_count(10, 0.0, 4), 10);
+  EXPECT_EQ(mcompress::keep_count(64, 0.3, 8), 48);  // 44.8 -> nearest multiple of 8
+  EXPECT_EQ(mcompress::keep_count(5, 0.95, 8), 5);   // one multiple is more than there is
+  EXPECT_EQ(mcompress::keep_count(4, 0.95, 1), 1);   // never empty
+  EXPECT_EQ(mcompress::keep_count(16, 0.95, 1, 4), 4);
+}
+
+TEST(ChannelPruning, ImportanceRanksWeakChannelsLowestAndIsNormalisedPerGroup) {
+  Module model = make_mlp();
+  auto graph = mcompress::analyze_dependencies(model, torch::randn({1, 8}));
+  const ChannelGroup& fc1 = graph.groups[0];
+  {
+    torch::NoGradGuard no_grad;
+    attr(model, "fc1", "weight")[5].mul_(0.01);
+    attr(model, "fc1", "bias")[5].mul_(0.01);
+    attr(model, "fc2", "weight").select(1, 5).mul_(0.01);
+    attr(model, "fc1", "weight")[9].mul_(100);  // scale must not break the average
+  }
+  for (auto norm : {mcompress::ImportanceNorm::L1, mcompress::ImportanceNorm::L2}) {
+    const torch::Tensor scores = mcompress::group_importance(model, fc1, norm);
+    ASSERT_EQ(scores.numel(), 16);
+    EXPECT_EQ(scores.argmin().item<int64_t>(), 5);
+  }
+  const torch::Tensor l1 = mcompress::group_importance(model, fc1, mcompress::ImportanceNorm::L1);
+  EXPECT_NEAR(l1.mean().item<double>(), 1.0, 1e-9);
+  const auto kept = mcompress::select_channels(torch::tensor({0.5, 2.0, 1.0, 2.0}), 2);
+  EXPECT_TRUE(torch::equal(kept, torch::tensor({1, 3}, torch::kLong)));
+}
+
+TEST(ChannelPruning, PruneChannelsRejectsBadInputWithoutChangingTheModel) {
+  Module model = make_mlp();
+  auto graph = mcompress::analyze_dependencies(model, torch::randn({1, 8}));
+  const torch::Tensor before = attr(model, "fc1", "weight").clone();
+  EXPECT_THROW(mcompress::prune_channels(model, graph.groups[0], torch::tensor({0, 0}, torch::kLong)),
+               mcompress::Error);
+  EXPECT_THROW(mcompress::prune_channels(model, graph.groups[0], torch::tensor({16}, torch::kLong)),
+               mcompress::Error);
+  EXPECT_THROW(mcompress::prune_channels(model, graph.groups[2], torch::tensor({0}, torch::kLong)),
+               mcompress::Error);  // frozen output group
+  mcompress::prune_channels(model, graph.groups[0], torch::tensor({1, 3}, torch::kLong));
+  // The group's sizes have changed: a second prune of the stale group is refused.
+  EXPECT_THROW(mcompress::prune_channels(model, graph.groups[0], torch::tensor({1}, torch::kLong)),
+               mcompress::Error);
+  EXPECT_TRUE(torch::equal(attr(model, "fc1", "weight"), before.index_select(0, torch::tensor({1, 3}))));
+}
+
+// ---------------------------------------------------------------------------
+// Pruning
+
+TEST(ChannelPruning, HalfSparsityHalvesChannelsAndKeepsTheOutputShape) {
+  Module model = make_cnn();
+  const torch::Tensor input = image_input();
+  const int64_t params_before = mcompress::count_parameters(model);
+  const int64_t macs_before = mcompress::count_macs(model, input);
+  const auto results = prune_by_l2(model, input, 0.5);
+  ASSERT_EQ(results.size(), 2u);
+  EXPECT_EQ(results[0].channels_before, 8);
+  EXPECT_EQ(results[0].channels_after, 4);
+  EXPECT_EQ(attr(model, "conv1", "weight").sizes(), (std::vector<int64_t>{4, 3, 3, 3}));
+  EXPECT_EQ(attr(model, "bn1", "running_mean").size(0), 4);
+  EXPECT_EQ(attr(model, "conv2", "weight").sizes(), (std::vector<int64_t>{8, 4, 3, 3}));
+  EXPECT_EQ(attr(model, "fc", "weight").sizes(), (std::vector<int64_t>{10, 128}));
+  EXPECT_EQ(int_attr(model, "fc", "in_features"), 128);
+  EXPECT_EQ(int_attr(model, "bn2", "num_features"), 8);
+  EXPECT_EQ(int_attr(model, "conv2", "out_channels"), 8);
+  EXPECT_TRUE(attr(model, "conv2", "weight").requires_grad());
+  EXPECT_LT(mcompress::count_parameters(model), params_before * 6 / 10);
+  EXPECT_LT(mcompress::count_macs(model, input), macs_before * 6 / 10);
+  EXPECT_EQ(run(model, input).sizes(), (std::vector<int64_t>{1, 10}));
+}
+
+// Removing a channel is the same as cutting it off at every consumer: the
+// pruned model must compute exactly what the original computes with those
+// consumer inputs zeroed. This checks the slicing, including flatten blocks.
+TEST(ChannelPruning, PrunedModelEqualsTheOriginalWithRemovedChannelsCutOff) {
+  Module original = make_cnn();
+  Module pruned = deep_copy(original);
+  const torch::Tensor input = image_input();
+  auto graph = mcompress::analyze_dependencies(pruned, input);
+  const auto keep1 = torch::tensor({0, 2, 5, 7}, torch::kLong);
+  const auto keep2 = torch::tensor({1, 3, 4, 8, 9, 15}, torch::kLong);
+  mcompress::prune_channels(pruned, *group_named(graph, "conv1"), keep1);
+  mcompress::prune_channels(pruned, *group_named(graph, "conv2"), keep2);
+  {
+    torch::NoGradGuard no_grad;
+    auto cut1 = torch::ones({8});
+    cut1.index_fill_(0, keep1, 0);
+    attr(original, "conv2", "weight").mul_((1 - cut1).view({1, 8, 1, 1}));
+    auto cut2 = torch::ones({16});
+    cut2.index_fill_(0, keep2, 0);
+    attr(original, "fc", "weight").mul_((1 - cut2).repeat_interleave(16).view({1, 256}));
+  }
+  EXPECT_TRUE(torch::allclose(run(pruned, input), run(original, input), 1e-5, 1e-6));
+}
+
+TEST(ChannelPruning, ZeroSparsityIsBitIdentical) {
+  Module model = make_residual();
+  const torch::Tensor input = image_input();
+  const torch::Tensor before = run(model, input);
+  const torch::Tensor weight = attr(model, "stem", "weight");
+  const auto results = prune_by_l2(model, input, 0.0);
+  for (const auto& result : results) EXPECT_EQ(result.channels_after, result.channels_before);
+  EXPECT_TRUE(torch::equal(run(model, input), before));
+  EXPECT_TRUE(attr(model, "stem", "weight").is_same(weight));
+}
+
+TEST(ChannelPruning, ResidualGroupPrunesConsistently) {
+  Module model = make_residual();
+  const torch::Tensor input = image_input();
+  prune_by_l2(model, input, 0.5);
+  EXPECT_EQ(attr(model, "stem", "weight").size(0), 4);
+  EXPECT_EQ(attr(model, "conv_b", "weight").size(0), 4);
+  EXPECT_EQ(attr(model, "conv_a", "weight").sizes(), (std::vector<int64_t>{3, 4, 3, 3}));
+  EXPECT_EQ(attr(model, "fc", "weight").sizes(), (std::vector<int64_t>{10, 4}));
+  EXPECT_EQ(run(model, input).sizes(), (std::vector<int64_t>{1, 10}));
+}
+
+TEST(ChannelPruning, PrunedModelRunsInAFreshPythonProcessWithTheSameOutput) {
+  Module model = make_cnn();
+  prune_by_l2(model, image_input(), 0.5);
+  expect_python_agrees(model, {2, 3, 8, 8}, "cnn");
+}
+
+// ---------------------------------------------------------------------------
+// Real torchvision architectures, scripted by Python.
+
+class TorchvisionModels : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new TempDir("pruning-torchvision");
+    const auto result = run_command(
+        std::string(MCOMPRESS_PYTHON) +
+        " -c \"import torch, torchvision; torch.manual_seed(0); "
+        "[torch.jit.script(getattr(torchvision.models, n)(num_classes=10)).save(r'" +
+        dir_->path().string() + "/' + n + '.pt') for n in ('resnet18', 'mobilenet_v2', 'squeezenet1_1')]\"");
+    ASSERT_EQ(result.exit_code, 0) << result.output;
+  }
+  static void TearDownTestSuite() {
+    delete dir_;
+    dir_ = nullptr;
+  }
+  static Module load(const std::string& name) {
+    return torch::jit::load((dir_->path() / (name + ".pt")).string());
+  }
+  static inline TempDir* dir_ = nullptr;
+};
+
+TEST_F(TorchvisionModels, Resnet18ResidualStagesAreMergedGroups) {
+  const Module model = load("resnet18");
+  const auto graph = mcompress::analyze_dependencies(model, torch::randn({1, 3, 32, 32}));
+  // The stem and layer1 share one residual stream; layer2..4 each start a new one.
+  const auto* stem = group_named(graph, "conv1");
+  ASSERT_NE(stem, nullptr) << describe(graph);
+  EXPECT_EQ(stem, group_named(graph, "layer1.0.conv2"));
+  EXPECT_EQ(stem, group_named(graph, "layer1.1.conv2"));
+  EXPECT_EQ(group_named(graph, "layer2.0.downsample.0"), group_named(graph, "layer2.1.conv2"));
+  EXPECT_TRUE(has_member(*stem, "layer2.0.downsample.0.weight", 1));
+  EXPECT_TRUE(has_member(*stem, "bn1.running_var", 0));
+  EXPECT_EQ(graph.prunable_groups().size(), 12u) << describe(graph);  // 8 block-internal + 4 streams
+  EXPECT_EQ(graph.frozen_groups().size(), 1u) << describe(graph);     // fc: the model output
+}
+
+TEST_F(TorchvisionModels, Resnet18PrunedAt30PercentRunsHereAndInPlainPyTorch) {
+  Module model = load("resnet18");
+  const torch::Tensor input = torch::randn({1, 3, 32, 32});
+  const int64_t params_before = mcompress::count_parameters(model);
+  const auto results = prune_by_l2(model, input, 0.3);
+  EXPECT_EQ(results.size(), 12u);
+  EXPECT_EQ(attr(model, "conv1", "weight").size(0), 45);  // 64 * 0.7 = 44.8
+  EXPECT_LT(mcompress::count_parameters(model), params_before * 6 / 10);
+  EXPECT_EQ(run(model, input).sizes(), (std::vector<int64_t>{1, 10}));
+  expect_python_agrees(model, {1, 3, 32, 32}, "resnet18");
+}
+
+TEST_F(TorchvisionModels, MobileNetV2AndSqueezeNetPruneWhatIsSafeAndStillRun) {
+  for (const std::string name : {"mobilenet_v2", "squeezenet1_1"}) {
+    Module model = load(name);
+    const torch::Tensor input = torch::randn({1, 3, 32, 32});
+    const auto graph = mcompress::analyze_dependencies(model, input);
+    EXPECT_FALSE(graph.prunable_groups().empty()) << name << "\n" << describe(graph);
+    const std::string expected_reason = name == "mobilenet_v2" ? "depthwise" : "aten::cat";
+    const bool reason_found = std::any_of(graph.groups.begin(), graph.groups.end(), [&](const auto& g) {
+      return g.frozen_reason.find(expected_reason) != std::string::npos;
+    });
+    EXPECT_TRUE(reason_found) << name << "\n" << describe(graph);
+    const int64_t params_before = mcompress::count_parameters(model);
+    prune_by_l2(model, input, 0.5);
+    EXPECT_LT(mcompress::count_parameters(model), params_before) << name;
+    EXPECT_EQ(run(model, input).sizes(), (std::vector<int64_t>{1, 10})) << name;
+  }
+}
+
+// ---------------------------------------------------------------------------
+// The plugin, loaded the way a host loads it.
+
+class CollectingRegistry : public mcompress::PassRegistry {
+ public:
+  void add(std::unique_ptr<mcompress::Pass> pass) override { passes.push_back(std::move(pass)); }
+  std::vector<std::unique_ptr<mcompress::Pass>> passes;
+};
+
+class RecordingLogger : public mcompress::Logger {
+ public:
+  void log(mcompress::LogLevel, const std::string& message) override { lines.push_back(message); }
+  std::vector<std::string> lines;
+};
+
+// Loaded once and never unloaded: the pass objects come from the library.
+const mcompress::Pass& magnitude_prune_pass() {
+  static CollectingRegistry* registry = [] {
+    const fs::path file = fs::path(MCOMPRESS_PLUGIN_DIR) / "magnitude_prune.so";
+    void* library = dlopen(file.c_str(), RTLD_NOW | RTLD_LOCAL);
+    if (!library) throw std::runtime_error("cannot load " + file.string() + ": " + dlerror());
+    // Boost.DLL's alias is a variable holding the entry function's address.
+    auto* alias = static_cast<const void* const*>(dlsym(library, MCOMPRESS_PLUGIN_ENTRY_SYMBOL));
+    if (!alias) throw std::runtime_error("no entry symbol in " + file.string());
+    auto entry = reinterpret_cast<mcompress_plugin_entry_fn>(const_cast<void*>(*alias));
+    const mcompress_plugin_info* info = entry();
+    if (std::string(info->plugin_name) != "magnitude_prune" ||
+        info->sdk_major != MCOMPRESS_SDK_VERSION_MAJOR) {
+      throw std::runtime_error("unexpected plugin info");
+    }
+    auto* collected = new CollectingRegistry;
+    info->register_passes(collected);
+    return collected;
+  }();
+  if (registry->passes.size() != 1) throw std::runtime_error("expected one pass");
+  return *registry->passes.front();
+}
+
+mcompress::Params default_params(const mcompress::PassInfo& info) {
+  mcompress::Params params;
+  for (const auto& spec : info.params) params.set(spec.name, *spec.default_value);
+  return params;
+}
+
+TEST(MagnitudePrunePlugin, DeclaresItsParameters) {
+  const auto& info = magnitude_prune_pass().info();
+  EXPECT_EQ(info.name, "magnitude_prune");
+  EXPECT_EQ(info.kind, mcompress::PassKind::Prune);
+  EXPECT_FALSE(info.summary.empty());
+  ASSERT_EQ(info.params.size(), 3u);
+  EXPECT_EQ(info.params[0].name, "sparsity");
+  EXPECT_EQ(std::get<double>(*info.params[0].default_value), 0.5);
+  EXPECT_EQ(*info.params[0].max, 0.95);
+  EXPECT_EQ(info.params[1].name, "norm");
+  EXPECT_EQ(info.params[1].choices, (std::vector<std::string>{"l1", "l2"}));
+  EXPECT_EQ(info.params[2].name, "round_to");
+  EXPECT_EQ(*info.params[2].max, 1024);
+}
+
+struct PluginRun {
+  mcompress::PassResult result;
+  RecordingLogger log;
+};
+
+PluginRun run_plugin(Module& model, const torch::Tensor& input, mcompress::Params params) {
+  PluginRun run;
+  mcompress::NullProgress progress;
+  mcompress::PassContext context;
+  context.model = model;
+  context.original = model;
+  context.example_input = input;
+  context.params = &params;
+  context.log = &run.log;
+  context.progress = &progress;
+  run.result = magnitude_prune_pass().run(context);
+  model = context.model;
+  return run;
+}
+
+TEST(MagnitudePrunePlugin, PrunesThroughThePassInterfaceAndReportsWhatItDid) {
+  Module model = make_cnn();
+  const torch::Tensor input = image_input();
+  auto params = default_params(magnitude_prune_pass().info());
+  params.set("norm", std::string("l1"));
+  const auto run = run_plugin(model, input, params);
+  EXPECT_EQ(run.result.summary.rfind("pruned 12 of 24 channels in 2 groups; params ", 0), 0u)
+      << run.result.summary;
+  EXPECT_NE(run.result.summary.find("MACs "), std::string::npos) << run.result.summary;
+  const auto& stats = run.result.stats;
+  ASSERT_EQ(stats.at("layers").size(), 2u) << stats.dump(2);
+  EXPECT_EQ(stats["layers"][1]["layer"], "conv2");
+  EXPECT_EQ(stats["layers"][1]["channels_before"], 16);
+  EXPECT_EQ(stats["layers"][1]["channels_after"], 8);
+  EXPECT_LT(stats["params_after"].get<int64_t>(), stats["params_before"].get<int64_t>());
+  EXPECT_LT(stats["macs_after"].get<int64_t>(), stats["macs_before"].get<int64_t>());
+  ASSERT_EQ(stats.at("frozen_groups").size(), 1u);
+  EXPECT_EQ(stats["frozen_groups"][0]["group"], "fc");
+  EXPECT_NE(stats["frozen_groups"][0]["reason"].get<std::string>().find("model output"), std::string::npos);
+  ASSERT_FALSE(run.log.lines.empty());
+  EXPECT_NE(run.log.lines[0].find("fc"), std::string::npos);
+  EXPECT_EQ(mcompress::forward_tensor(model, input).sizes(), (std::vector<int64_t>{1, 10}));
+}
+
+TEST(MagnitudePrunePlugin, SparsityZeroLeavesTheModelBitIdentical) {
+  Module model = make_residual();
+  const torch::Tensor input = image_input();
+  const torch::Tensor before = run(model, input);
+  auto params = default_params(magnitude_prune_pass().info());
+  params.set("sparsity", 0.0);
+  const auto run_result = run_plugin(model, input, params);
+  EXPECT_EQ(run_result.result.summary.rfind("pruned 0 of ", 0), 0u) << run_result.result.summary;
+  EXPECT_TRUE(torch::equal(run(model, input), before));
+}
+
+TEST(MagnitudePrunePlugin, RoundToKeepsMultiples) {
+  Module model = make_mlp();
+  auto params = default_params(magnitude_prune_pass().info());
+  params.set("sparsity", 0.3);
+  params.set("round_to", int64_t{4});
+  run_plugin(model, torch::randn({1, 8}), params);
+  EXPECT_EQ(attr(model, "fc1", "weight").size(0), 12);  // 11.2 -> 12
+  EXPECT_EQ(attr(model, "fc2", "weight").size(0), 8);   // 8.4 -> 8
+}
+
+}  // namespace
