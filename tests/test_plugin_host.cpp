@@ -6,6 +6,7 @@
 
 #include "mcompress/framework/plugin_host.h"
 #include "mcompress/sdk/pass.h"
+#include "mcompress/sdk/version.h"
 #include "test_support.h"
 
 namespace fs = std::filesystem;
@@ -118,7 +119,7 @@ TEST(PluginHost, CliExplainPrintsTheDeclaredSchema) {
   EXPECT_NE(ok.output.find("sparsity"), std::string::npos) << ok.output;
   const auto typo = mcompress::testing::run_command(std::string(MCOMPRESS_CLI) + " explain magnitude_prun");
   EXPECT_EQ(typo.exit_code, 2);
-  EXPECT_NE(typo.output.find("did you mean 'magnitude_prune'"), std::string::npos) << typo.output;
+  EXPECT_NE(typo.output.find("did you mean `magnitude_prune`"), std::string::npos) << typo.output;
 }
 
 }  // namespace

@@ -47,10 +47,15 @@ class ModelBuilder {
     return m;
   }
 
+  // Trainable like nn.Parameter, except where a test freezes one on purpose.
+  static void add_parameter(Module& m, const std::string& name, torch::Tensor value) {
+    m.register_parameter(name, value.set_requires_grad(true), /*is_buffer=*/false);
+  }
+
   Module linear(int64_t in, int64_t out) {
     Module m = module("Linear");
-    m.register_parameter("weight", torch::randn({out, in}) / std::sqrt(double(in)), false);
-    m.register_parameter("bias", torch::randn({out}) * 0.1, false);
+    add_parameter(m, "weight", torch::randn({out, in}) / std::sqrt(double(in)));
+    add_parameter(m, "bias", torch::randn({out}) * 0.1);
     m.register_attribute("in_features", c10::IntType::get(), in);
     m.register_attribute("out_features", c10::IntType::get(), out);
     m.define("def forward(self, x):\n    return torch.linear(x, self.weight, self.bias)\n");
@@ -59,8 +64,8 @@ class ModelBuilder {
 
   Module conv(int64_t in, int64_t out) {
     Module m = module("Conv2d");
-    m.register_parameter("weight", torch::randn({out, in, 3, 3}) / std::sqrt(9.0 * in), false);
-    m.register_parameter("bias", torch::randn({out}) * 0.1, false);
+    add_parameter(m, "weight", torch::randn({out, in, 3, 3}) / std::sqrt(9.0 * in));
+    add_parameter(m, "bias", torch::randn({out}) * 0.1);
     m.register_attribute("in_channels", c10::IntType::get(), in);
     m.register_attribute("out_channels", c10::IntType::get(), out);
     m.define("def forward(self, x):\n"
@@ -71,8 +76,8 @@ class ModelBuilder {
   // groups read from an attribute can follow pruning; a literal cannot.
   Module depthwise_conv(int64_t channels, bool groups_in_attribute) {
     Module m = module("DepthwiseConv2d");
-    m.register_parameter("weight", torch::randn({channels, 1, 3, 3}), false);
-    m.register_parameter("bias", torch::randn({channels}) * 0.1, false);
+    add_parameter(m, "weight", torch::randn({channels, 1, 3, 3}));
+    add_parameter(m, "bias", torch::randn({channels}) * 0.1);
     m.register_attribute("groups", c10::IntType::get(), channels);
     const std::string groups = groups_in_attribute ? "self.groups" : std::to_string(channels);
     m.define("def forward(self, x):\n"
@@ -83,8 +88,8 @@ class ModelBuilder {
 
   Module batch_norm(int64_t channels) {
     Module m = module("BatchNorm2d");
-    m.register_parameter("weight", torch::rand({channels}) + 0.5, false);
-    m.register_parameter("bias", torch::randn({channels}) * 0.1, false);
+    add_parameter(m, "weight", torch::rand({channels}) + 0.5);
+    add_parameter(m, "bias", torch::randn({channels}) * 0.1);
     m.register_buffer("running_mean", torch::randn({channels}) * 0.1);
     m.register_buffer("running_var", torch::rand({channels}) + 0.5);
     m.register_attribute("num_features", c10::IntType::get(), channels);
@@ -96,8 +101,8 @@ class ModelBuilder {
 
   Module layer_norm(int64_t channels) {
     Module m = module("LayerNorm");
-    m.register_parameter("weight", torch::rand({channels}) + 0.5, false);
-    m.register_parameter("bias", torch::randn({channels}) * 0.1, false);
+    add_parameter(m, "weight", torch::rand({channels}) + 0.5);
+    add_parameter(m, "bias", torch::randn({channels}) * 0.1);
     m.register_attribute("normalized_shape", c10::ListType::ofInts(),
                          c10::List<int64_t>({channels}));
     m.define("def forward(self, x):\n"
@@ -269,6 +274,36 @@ void expect_python_agrees(const Module& model, at::IntArrayRef shape, const std:
       << label << "\nC++:    " << expected << "\nPython: " << actual;
 }
 
+// Removing a channel is the same as cutting it off at every consumer: the
+// removed channel then only flows through per-channel ops (BN, activations,
+// pooling, residual adds) into other removed channels. So the pruned model
+// must compute what the original computes with every consumer's input slice
+// of the removed channels zeroed. Prunes a random half of every group.
+void expect_pruning_equals_cutting_channels_off(const Module& model, const torch::Tensor& input) {
+  Module pruned = deep_copy(model);
+  Module reference = deep_copy(model);
+  const auto graph = mcompress::analyze_dependencies(pruned, input);
+  torch::NoGradGuard no_grad;
+  for (const ChannelGroup* group : graph.prunable_groups()) {
+    const torch::Tensor order = torch::randperm(group->size);
+    const int64_t keep = group->size / 2 + 1;
+    mcompress::prune_channels(pruned, *group, std::get<0>(order.slice(0, 0, keep).sort()));
+    const torch::Tensor removed = order.slice(0, keep);
+    for (const auto& member : group->members) {
+      if (member.role != MemberRole::Consumer || member.kind != MemberKind::Parameter) continue;
+      const auto entries = (removed.unsqueeze(1) * member.block_size +
+                            torch::arange(member.block_size).unsqueeze(0)).reshape({-1});
+      attr(reference, member.module_path, member.attribute).index_fill_(member.dim, entries, 0);
+    }
+  }
+  const torch::Tensor expected = run(reference, input);
+  const torch::Tensor actual = run(pruned, input);
+  ASSERT_EQ(actual.sizes(), expected.sizes());
+  const double scale = expected.abs().max().item<double>();
+  EXPECT_LE((actual - expected).abs().max().item<double>(), 1e-5 * scale + 1e-7)
+      << "pruned:\n" << actual << "\nreference:\n" << expected;
+}
+
 // ---------------------------------------------------------------------------
 // Group discovery
 
@@ -408,7 +443,7 @@ TEST(DependencyGraph, UnknownOpsAndParametersUsedOutsideTheirLayerFreeze) {
   m.register_module("fc1", b.linear(8, 16));
   m.register_module("fc2", b.linear(16, 12));
   m.register_module("fc3", b.linear(12, 4));
-  m.register_parameter("mix", torch::randn({12, 12}), false);
+  ModelBuilder::add_parameter(m, "mix", torch::randn({12, 12}));
   m.define(R"(
 def forward(self, x):
     h = torch.relu(self.fc1.forward(x)) * self.fc1.weight.mean()
@@ -427,6 +462,30 @@ def forward(self, x):
   Module copy = deep_copy(m);
   const auto results = prune_by_l2(copy, torch::randn({1, 8}), 0.5);
   EXPECT_TRUE(results.empty());
+}
+
+TEST(DependencyGraph, CodeThatReadsTheChannelCountFreezesTheGroup) {
+  ModelBuilder b;
+  Module m = b.module("ReadsChannels");
+  m.register_module("fc1", b.linear(8, 16));
+  m.register_module("fc2", b.linear(16, 4));
+  m.register_module("fc3", b.linear(16, 4));
+  m.register_module("fc4", b.linear(8, 6));
+  m.register_module("fc5", b.linear(6, 4));
+  // torch.ones([1, h.size(1)]) would have the old width after pruning fc1.
+  m.define(R"(
+def forward(self, x):
+    h = torch.relu(self.fc1.forward(x))
+    g = torch.relu(self.fc4.forward(x))
+    ones = torch.ones([h.size(0), h.size(1)])
+    return self.fc2.forward(h) + self.fc3.forward(ones) + self.fc5.forward(g.view(g.size(0), -1))
+)");
+  const auto graph = mcompress::analyze_dependencies(m, torch::randn({1, 8}));
+  const auto* fc1 = group_named(graph, "fc1");
+  ASSERT_NE(fc1, nullptr);
+  EXPECT_TRUE(fc1->frozen);
+  EXPECT_NE(fc1->frozen_reason.find("aten::size"), std::string::npos) << fc1->frozen_reason;
+  EXPECT_FALSE(group_named(graph, "fc4")->frozen) << describe(graph);  // size(0) is harmless
 }
 
 TEST(DependencyGraph, DepthwiseConvTiesInputToOutputOnlyWhenGroupsCanFollow) {
@@ -556,6 +615,7 @@ TEST(ChannelPruning, HalfSparsityHalvesChannelsAndKeepsTheOutputShape) {
   EXPECT_EQ(int_attr(model, "bn2", "num_features"), 8);
   EXPECT_EQ(int_attr(model, "conv2", "out_channels"), 8);
   EXPECT_TRUE(attr(model, "conv2", "weight").requires_grad());
+  EXPECT_FALSE(attr(model, "bn2", "running_var").requires_grad());
   EXPECT_LT(mcompress::count_parameters(model), params_before * 6 / 10);
   EXPECT_LT(mcompress::count_macs(model, input), macs_before * 6 / 10);
   EXPECT_EQ(run(model, input).sizes(), (std::vector<int64_t>{1, 10}));
@@ -583,6 +643,12 @@ TEST(ChannelPruning, PrunedModelEqualsTheOriginalWithRemovedChannelsCutOff) {
     attr(original, "fc", "weight").mul_((1 - cut2).repeat_interleave(16).view({1, 256}));
   }
   EXPECT_TRUE(torch::allclose(run(pruned, input), run(original, input), 1e-5, 1e-6));
+}
+
+TEST(ChannelPruning, PruningEqualsCuttingChannelsOffForEveryGroup) {
+  expect_pruning_equals_cutting_channels_off(make_cnn(), image_input());
+  expect_pruning_equals_cutting_channels_off(make_residual(), image_input());
+  expect_pruning_equals_cutting_channels_off(make_mlp(), torch::randn({3, 8}));
 }
 
 TEST(ChannelPruning, ZeroSparsityIsBitIdentical) {
@@ -652,16 +718,11 @@ TEST_F(TorchvisionModels, Resnet18ResidualStagesAreMergedGroups) {
   EXPECT_EQ(graph.frozen_groups().size(), 1u) << describe(graph);     // fc: the model output
 }
 
-TEST_F(TorchvisionModels, Resnet18PrunedAt30PercentRunsHereAndInPlainPyTorch) {
-  Module model = load("resnet18");
-  const torch::Tensor input = torch::randn({1, 3, 32, 32});
-  const int64_t params_before = mcompress::count_parameters(model);
-  const auto results = prune_by_l2(model, input, 0.3);
-  EXPECT_EQ(results.size(), 12u);
-  EXPECT_EQ(attr(model, "conv1", "weight").size(0), 45);  // 64 * 0.7 = 44.8
-  EXPECT_LT(mcompress::count_parameters(model), params_before * 6 / 10);
-  EXPECT_EQ(run(model, input).sizes(), (std::vector<int64_t>{1, 10}));
-  expect_python_agrees(model, {1, 3, 32, 32}, "resnet18");
+TEST_F(TorchvisionModels, PruningEqualsCuttingChannelsOff) {
+  for (const std::string name : {"resnet18", "mobilenet_v2", "squeezenet1_1"}) {
+    SCOPED_TRACE(name);
+    expect_pruning_equals_cutting_channels_off(load(name), torch::randn({1, 3, 32, 32}));
+  }
 }
 
 TEST_F(TorchvisionModels, MobileNetV2AndSqueezeNetPruneWhatIsSafeAndStillRun) {
@@ -783,6 +844,21 @@ TEST(MagnitudePrunePlugin, PrunesThroughThePassInterfaceAndReportsWhatItDid) {
   ASSERT_FALSE(run.log.lines.empty());
   EXPECT_NE(run.log.lines[0].find("fc"), std::string::npos);
   EXPECT_EQ(mcompress::forward_tensor(model, input).sizes(), (std::vector<int64_t>{1, 10}));
+}
+
+TEST_F(TorchvisionModels, Resnet18PrunedAt30PercentByThePluginRunsHereAndInPlainPyTorch) {
+  Module model = load("resnet18");
+  const torch::Tensor input = torch::randn({1, 3, 32, 32});
+  auto params = default_params(magnitude_prune_pass().info());
+  params.set("sparsity", 0.3);
+  const auto run_result = run_plugin(model, input, params);
+  const auto& stats = run_result.result.stats;
+  EXPECT_EQ(stats.at("groups_pruned"), 12) << stats.dump(2);
+  EXPECT_EQ(attr(model, "conv1", "weight").size(0), 45);  // 64 * 0.7 = 44.8
+  EXPECT_LT(stats.at("params_after").get<double>(), 0.6 * stats.at("params_before").get<double>());
+  EXPECT_LT(stats.at("macs_after").get<double>(), 0.6 * stats.at("macs_before").get<double>());
+  EXPECT_EQ(run(model, input).sizes(), (std::vector<int64_t>{1, 10}));
+  expect_python_agrees(model, {1, 3, 32, 32}, "resnet18");
 }
 
 TEST(MagnitudePrunePlugin, SparsityZeroLeavesTheModelBitIdentical) {

@@ -58,7 +58,8 @@ nlohmann::json read_json(const fs::path& path) { return nlohmann::json::parse(re
 
 std::vector<std::string> statuses(const fs::path& run_dir) {
   std::vector<std::string> out;
-  for (const auto& stage : read_json(run_dir / "report.json").at("stages")) out.push_back(stage.at("status"));
+  const auto report = read_json(run_dir / "report.json");
+  for (const auto& stage : report.at("stages")) out.push_back(stage.at("status"));
   return out;
 }
 
@@ -96,7 +97,7 @@ TEST(Runner, GateWithOnFailStopEndsTheRunWithExitCode3) {
   TempDir tmp("gate-stop");
   const auto run = run_recipe(tmp, recipe_with(kTrain + R"(  - name: damage
     pass: test_damage
-    gate: {max_accuracy_drop: 0.05, on_fail: stop, reference: baseline}
+    gate: {max_accuracy_drop: 0.05, on_fail: stop, reference: train}
   - pass: finetune
 )"));
   EXPECT_EQ(run.result.exit_code, 3) << run.result.output;
@@ -194,7 +195,7 @@ TEST(Runner, InvalidRecipeRunsNothingAndWritesNothing) {
 )"));
   EXPECT_EQ(run.result.exit_code, 2);
   EXPECT_NE(run.result.output.find("recipe.yaml:16:"), std::string::npos) << run.result.output;
-  EXPECT_NE(run.result.output.find("did you mean 'magnitude_prune'"), std::string::npos);
+  EXPECT_NE(run.result.output.find("did you mean `magnitude_prune`"), std::string::npos);
   EXPECT_FALSE(fs::exists(run.dir));
 }
 

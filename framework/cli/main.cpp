@@ -228,7 +228,7 @@ int command_explain(const std::vector<std::string>& args) {
   const auto* info = host->find(name);
   if (!info) {
     std::string hint;
-    if (auto close = mcompress::closest_match(name, host->names())) hint = fmt::format(" (did you mean '{}'?)", *close);
+    if (auto close = mcompress::closest_match(name, host->names())) hint = fmt::format(" (did you mean `{}`?)", *close);
     std::cerr << fmt::format("error: no pass named '{}'{}; `mcompress plugins` lists them\n", name, hint);
     return kExitBadInput;
   }

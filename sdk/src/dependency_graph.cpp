@@ -78,7 +78,7 @@ bool is_metadata_read(const std::string& op) {
   // Ops that read only a tensor's metadata or identity: the channel count may
   // change under them without changing what the model computes with it.
   static const std::unordered_set<std::string> ops = {
-      "aten::size",        "aten::dim",         "aten::len",          "aten::numel",
+      "aten::size",        "aten::dim",         "aten::len",
       "prim::device",      "prim::dtype",       "prim::layout",       "prim::is_cuda",
       "prim::is_nested",   "prim::requires_grad", "aten::__is__",     "aten::__isnot__",
       "prim::shape",       "aten::is_floating_point", "aten::format", "prim::RaiseException",
@@ -343,6 +343,10 @@ class DependencyAnalyzer {
     if (node->kind() == c10::prim::If) return visit_if(node);
     if (node->kind() == c10::prim::Loop) return visit_loop(node);
     if (!has_tracked_input(node) && !is_layer(op)) return;
+    if (op == "aten::size" && reads_channel_count(node)) {
+      return freeze_inputs(node, fmt::format("{} reads the channel count, which pruning would change",
+                                             describe(node)));
+    }
     if (is_metadata_read(op)) return;
     if (is_elementwise_unary(op)) return pass_through(node);
     if (is_elementwise_binary(op)) return visit_binary(node);
@@ -361,12 +365,61 @@ class DependencyAnalyzer {
     if (op == "aten::softmax" || op == "aten::log_softmax") return visit_softmax(node);
     if (op == "aten::permute") return visit_permute(node);
     if (op == "aten::transpose") return visit_transpose(node);
-    if (op == "aten::cat") {
-      return freeze_inputs(node, fmt::format("concatenated by {} (channel index ranges are not"
-                                             " supported yet)", describe(node)));
+    if (node->kind() == c10::prim::ListConstruct || node->kind() == c10::prim::TupleConstruct) {
+      return freeze_inputs(node, describe_packing(node));
     }
     freeze_inputs(node, fmt::format("used by {}, which the dependency analysis does not support",
                                     describe(node)));
+  }
+
+  // x.size(1), x.size()[1] or `n, c, h, w = x.size()` with c used: code that
+  // builds shapes from the channel count would break when it changes.
+  bool reads_channel_count(const Node* node) {
+    auto track = track_of(node->input(0));
+    if (!track) return false;
+    if (node->inputs().size() > 1) {
+      auto dim = constant_int(node->input(1));
+      return !dim || normalize_dim(*dim, track->rank) == track->dim;
+    }
+    for (const auto& use : node->output()->uses()) {
+      const Node* user = use.user;
+      if (user->kind() == c10::prim::ListUnpack &&
+          static_cast<int64_t>(user->outputs().size()) > track->dim &&
+          user->output(track->dim)->hasUses()) {
+        return true;
+      }
+      if (user->kind() == c10::aten::__getitem__) {
+        auto index = constant_int(user->input(1));
+        if (!index || normalize_dim(*index, track->rank) == track->dim) {
+          // A computed index may read any dim; loops over spatial dims (BN's
+          // batch-size check) index from 2 upwards and stay allowed.
+          if (index || !inside_loop(user)) return true;
+        }
+      }
+    }
+    return false;
+  }
+
+  static bool inside_loop(const Node* node) {
+    for (const Block* block = node->owningBlock(); block && block->owningNode();
+         block = block->owningNode()->owningBlock()) {
+      if (block->owningNode()->kind() == c10::prim::Loop) return true;
+    }
+    return false;
+  }
+
+  // Tensors reach cat/stack through a list; name the op that consumes it.
+  static std::string describe_packing(const Node* node) {
+    const auto& uses = node->output()->uses();
+    if (uses.empty()) return fmt::format("packed into a {}", op_name(node));
+    const Node* user = uses.front().user;
+    if (user == user->owningGraph()->return_node()) return "feeds the model output";
+    if (user->kind() == c10::aten::cat) {
+      return fmt::format("concatenated by {} (channel index ranges are not supported yet)",
+                         describe(user));
+    }
+    return fmt::format("passed in a {} to {}, which the dependency analysis does not support",
+                       op_name(node), describe(user));
   }
 
   static bool is_layer(const std::string& op) {
@@ -405,9 +458,8 @@ class DependencyAnalyzer {
       }
     }
     if (!joined) return;
-    if (any_untracked) {
-      return freeze_track(*joined, "only some branches of a prim::If carry these channels");
-    }
+    // Keep tracking a frozen group: what it meets downstream is frozen with it.
+    if (any_untracked) freeze_track(*joined, "only some branches of a prim::If carry these channels");
     tracks_[output] = *joined;
   }
 
@@ -643,7 +695,7 @@ class DependencyAnalyzer {
 
   void visit_permute(Node* node) {
     auto track = track_of(node->input(0));
-    auto order = constant_int_list(node->input(1));
+    auto order = int_list_argument(node->input(1));
     if (!track || !order) return freeze_inputs(node, fmt::format("{} with a computed order", describe(node)));
     ChannelTrack result = *track;
     for (size_t i = 0; i < order->size(); ++i) {
@@ -684,7 +736,9 @@ class DependencyAnalyzer {
                                 const std::string& attribute, MemberRole role, int64_t block = 1) {
     if (attribute.empty()) return;
     auto module = submodule_at(model_, module_path);
-    if (!module.hasattr(attribute) || !module.attr(attribute).isInt()) return;
+    // hasattr() is also true for constants, which are baked into the code.
+    auto slot = module.type()->findAttributeSlot(attribute);
+    if (!slot || !module._ivalue()->getSlot(*slot).isInt()) return;
     groups_.add_member(group, ChannelMember{module_path, attribute, MemberKind::IntAttribute, role, 0, block});
   }
 
@@ -888,6 +942,13 @@ class DependencyAnalyzer {
     return IntArgument{held.toInt(), path};
   }
 
+  // A constant list, or one read from a module attribute (e.g. torchvision's
+  // Permute.dims); only for lists that do not depend on channel counts.
+  std::optional<std::vector<int64_t>> int_list_argument(const Value* value) {
+    if (auto constant = constant_int_list(value)) return constant;
+    return int_list_attribute_value(resolve_attribute(value));
+  }
+
   std::optional<std::vector<int64_t>> int_list_attribute_value(const std::optional<AttributePath>& path) {
     if (!path) return std::nullopt;
     const c10::IValue held = submodule_at(model_, path->module_path).attr(path->attribute);
@@ -968,9 +1029,12 @@ void DependencyAnalyzer::visit_depthwise_conv(Node* node, const TensorAttribute&
                                            describe(node)));
   }
   if (!groups.attribute) {
-    return freeze_track(*track, fmt::format("depthwise {} has its groups count fixed in the model's"
-                                            " code (a constant), so its channel count cannot change",
-                                            describe(node)));
+    freeze_track(*track, fmt::format("depthwise {} has its groups count fixed in the model's"
+                                     " code (a constant), so its channel count cannot change",
+                                     describe(node)));
+    // Still the same channels: whatever they meet downstream is frozen with them.
+    tracks_[node->output(0)] = *track;
+    return;
   }
   understood_uses_.insert({node, 1});
   understood_uses_.insert({node, 2});
