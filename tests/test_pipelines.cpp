@@ -22,6 +22,20 @@ const std::map<std::string, std::string> kBudget = {
      "--set stages.train.params.epochs=1 --set stages.recover.params.epochs=1 "
      "--set probes.latency_runs=3 --set probes.latency_warmup=1 "
      "--set stages.recover.gate.max_accuracy_drop=0.05"},
+    {"prune_then_distill.yaml",
+     "--set data.train_limit=6000 --set data.eval_limit=1000 --set data.validation_size=500 "
+     "--set stages.train.params.epochs=1 --set stages.distill.params.epochs=1 "
+     "--set probes.latency_runs=3 --set probes.latency_warmup=1"},
+    {"distill_chain.yaml",
+     "--set data.train_limit=6000 --set data.eval_limit=1000 --set data.validation_size=500 "
+     "--set stages.teacher.params.epochs=1 --set stages.intermediate.params.epochs=1 "
+     "--set stages.student.params.epochs=1 --set probes.latency_runs=3 --set probes.latency_warmup=1"},
+    {"shakespeare_reverse_kld.yaml",
+     "--set data.train_limit=1500 --set data.eval_limit=100 --set data.validation_size=100 "
+     "--set stages.teacher.params={epochs: 0, max_steps: 60, batch_size: 32, optimizer: adamw, lr: 0.003} "
+     "--set stages.student.params.max_steps=16 --set stages.student.params.batch_size=16 "
+     "--set stages.student.params.eval_every=0 --set stages.student.params.warmup_steps=0 "
+     "--set probes.latency_runs=3 --set probes.latency_warmup=1 --set probes.sample_length=60"},
 };
 
 nlohmann::json stage(const nlohmann::json& report, const std::string& name) {
@@ -70,6 +84,58 @@ TEST(Pipelines, FashionMnistPruneTrainsPrunesRecoversAndExportsAPlainTorchScript
   EXPECT_NE(python.output.find("shape (3, 10)"), std::string::npos) << python.output;
   const auto final_params = std::stod(python.output.substr(python.output.rfind(' ') + 1));
   EXPECT_LT(final_params, 0.6 * trained.at("params").get<double>());
+}
+
+// Runs pipelines/<file> with its budget; the report, or null after a failure.
+nlohmann::json run_pipeline(const TempDir& tmp, const std::string& file) {
+  const fs::path out = tmp.path() / "run";
+  const auto result = run_command(std::string(MCOMPRESS_CLI) + " run " + MCOMPRESS_SOURCE_DIR +
+                                  "/pipelines/" + file + " --quiet --out " + out.string() + " " +
+                                  kBudget.at(file));
+  EXPECT_EQ(result.exit_code, 0) << result.output;
+  if (result.exit_code != 0) return nullptr;
+  return nlohmann::json::parse(read_text(out / "report.json"));
+}
+
+TEST(Pipelines, PruneThenDistillRecoversWhatPruningLost) {
+  TempDir tmp("pipeline-prune-distill");
+  const auto report = run_pipeline(tmp, "prune_then_distill.yaml");
+  ASSERT_FALSE(report.is_null());
+  const auto trained = stage(report, "train").at("metrics");
+  const auto pruned = stage(report, "prune").at("metrics");
+  const auto distilled = stage(report, "distill");
+  EXPECT_LT(pruned.at("params").get<double>(), 0.2 * trained.at("params").get<double>());
+  // Distillation trains the pruned network: same size, more accurate.
+  EXPECT_EQ(distilled.at("metrics").at("params"), pruned.at("params"));
+  EXPECT_GT(distilled.at("metrics").at("accuracy").get<double>(), pruned.at("accuracy").get<double>());
+  EXPECT_EQ(distilled.at("status"), "accepted");
+}
+
+TEST(Pipelines, DistillChainPassesEachModelOnAsTheNextTeacher) {
+  TempDir tmp("pipeline-chain");
+  const auto report = run_pipeline(tmp, "distill_chain.yaml");
+  ASSERT_FALSE(report.is_null());
+  EXPECT_EQ(report.at("status"), "completed");
+  const double teacher = stage(report, "teacher").at("metrics").at("params").get<double>();
+  const double intermediate = stage(report, "intermediate").at("metrics").at("params").get<double>();
+  const double student = stage(report, "student").at("metrics").at("params").get<double>();
+  EXPECT_LT(intermediate, teacher / 4);
+  EXPECT_LT(student, intermediate / 4);
+  for (const char* name : {"intermediate", "student"}) {
+    EXPECT_EQ(stage(report, name).at("status"), "accepted") << name;
+    EXPECT_GT(stage(report, name).at("metrics").at("accuracy").get<double>(), 0.6) << name;
+  }
+}
+
+TEST(Pipelines, ShakespeareReverseKldDistillsACharacterModel) {
+  TempDir tmp("pipeline-shakespeare");
+  const auto report = run_pipeline(tmp, "shakespeare_reverse_kld.yaml");
+  ASSERT_FALSE(report.is_null());
+  const auto teacher = stage(report, "teacher").at("metrics");
+  const auto student = stage(report, "student").at("metrics");
+  EXPECT_LT(student.at("params").get<double>(), 0.4 * teacher.at("params").get<double>());
+  EXPECT_LT(teacher.at("bits_per_char").get<double>(), 5.0);  // log2(65) = 6.02 is guessing
+  EXPECT_GT(student.at("perplexity").get<double>(), 1.0);
 }
 
 TEST(Pipelines, DryRunPrintsTheResolvedPlanAndWritesNothing) {

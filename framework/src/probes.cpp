@@ -1,5 +1,6 @@
 #include "mcompress/framework/probes.h"
 
+#include <ATen/CPUGeneratorImpl.h>
 #include <ATen/Parallel.h>
 
 #include <algorithm>
@@ -11,6 +12,7 @@
 
 #include "mcompress/sdk/error.h"
 #include "mcompress/sdk/evaluate.h"
+#include "mcompress/sdk/language_model.h"
 #include "mcompress/sdk/model_stats.h"
 
 namespace mcompress {
@@ -94,12 +96,36 @@ Metrics run_probes(const torch::jit::Module& model, const Dataset* eval,
   if (enabled(spec, "accuracy") && eval && eval->size() > 0) {
     metrics["accuracy"] = evaluate_accuracy(model, *eval, spec.eval_batch_size, progress);
   }
+  if (enabled(spec, "perplexity") && eval && eval->is_token_sequence()) {
+    const auto scores = evaluate_language_model(model, *eval, spec.eval_batch_size, progress);
+    metrics["cross_entropy"] = scores.cross_entropy;
+    metrics["bits_per_char"] = scores.bits_per_token;
+    metrics["perplexity"] = scores.perplexity;
+  }
   if (enabled(spec, "latency")) probe_latency(model, eval, example_input, spec, progress, metrics);
   if (enabled(spec, "params")) metrics["params"] = double(count_parameters(model));
   if (enabled(spec, "macs")) metrics["macs"] = double(count_macs(model, example_input));
   if (enabled(spec, "size")) metrics["size_bytes"] = serialized_size(model);
   metrics["threads"] = double(at::get_num_threads());
   return metrics;
+}
+
+TextSample text_sample(const torch::jit::Module& model, const Dataset& eval, int64_t length,
+                       uint64_t seed) {
+  if (!eval.is_token_sequence() || eval.size() == 0) {
+    throw Error("the text_sample probe needs held-out text (a text dataset)");
+  }
+  const CharVocabulary vocabulary{eval.alphabet};
+  const auto prompt = eval.inputs.slice(0, 0, 1);
+  const int64_t context = prompt.size(1);
+  auto generator = at::make_generator<at::CPUGeneratorImpl>(seed);
+  SamplingOptions options;
+  options.new_tokens = length;
+  options.temperature = 0.8;
+  options.max_context = context;
+  const auto tokens = sample_tokens(model, prompt, options, generator);
+  return {vocabulary.decode(prompt.reshape({-1})),
+          vocabulary.decode(tokens.slice(1, context).reshape({-1}))};
 }
 
 }  // namespace mcompress

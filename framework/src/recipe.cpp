@@ -2,6 +2,7 @@
 // recipe (JSON, plan text, diagnostics). The checks themselves live in
 // recipe_validate.cpp.
 #include "mcompress/framework/recipe.h"
+#include "recipe_detail.h"
 
 #include <yaml-cpp/yaml.h>
 
@@ -267,6 +268,24 @@ nlohmann::json optional_to_json(const std::optional<std::string>& value) {
   return value ? nlohmann::json(*value) : nlohmann::json();
 }
 
+nlohmann::json student_to_json(const std::optional<StudentSpec>& student) {
+  if (!student) return nullptr;
+  auto or_null = [](const std::string& s) { return s.empty() ? nlohmann::json() : nlohmann::json(s); };
+  return {{"zoo", or_null(student->zoo)},
+          {"options", student->options},
+          {"path", or_null(student->path)},
+          {"stage", or_null(student->stage)}};
+}
+
+std::string student_text(const StudentSpec& student) {
+  if (!student.path.empty()) return fmt::format("TorchScript file {}", student.path);
+  if (!student.stage.empty()) return fmt::format("the model of stage `{}`", student.stage);
+  std::vector<std::string> options;
+  for (const auto& [key, value] : student.options) options.push_back(fmt::format("{}={}", key, value));
+  return fmt::format("zoo `{}`{} with fresh weights", student.zoo,
+                     options.empty() ? "" : fmt::format(" ({})", fmt::join(options, ", ")));
+}
+
 std::string gate_text(const GateSpec& gate) {
   std::string limit = gate.max_accuracy_drop
                           ? fmt::format("max accuracy drop {} ({:.4g} pt)", *gate.max_accuracy_drop,
@@ -322,6 +341,7 @@ std::string stage_text(const StageSpec& stage, size_t index, size_t count,
   text += "\n    params:\n" + params_text(stage, info);
   text += fmt::format("    gate: {}\n", gate_text(stage.gate));
   if (stage.teacher) text += fmt::format("    teacher: {}\n", *stage.teacher);
+  if (stage.student) text += fmt::format("    student: {}\n", student_text(*stage.student));
   return text;
 }
 
@@ -387,13 +407,18 @@ nlohmann::json to_json(const Recipe& recipe) {
                     {"eval_limit", data->eval_limit},
                     {"calibration_size", data->calibration_size},
                     {"validation_size", data->validation_size}};
+  if (recipe.data && recipe.data->is_text()) {
+    json["data"]["context"] = recipe.data->context;
+    json["data"]["test_fraction"] = recipe.data->test_fraction;
+  }
   json["teacher"] = optional_to_json(recipe.teacher);
   const ProbeSpec& probes = recipe.probes;
   json["probes"] = {{"enabled", probes.enabled},
                     {"latency_batch_sizes", probes.latency_batch_sizes},
                     {"latency_warmup", probes.latency_warmup},
                     {"latency_runs", probes.latency_runs},
-                    {"eval_batch_size", probes.eval_batch_size}};
+                    {"eval_batch_size", probes.eval_batch_size},
+                    {"sample_length", probes.sample_length}};
   json["gate"] = gate_to_json(recipe.default_gate);
   json["stages"] = nlohmann::json::array();
   for (const auto& stage : recipe.stages) {
@@ -403,7 +428,8 @@ nlohmann::json to_json(const Recipe& recipe) {
                               {"pass", stage.pass},
                               {"params", params},
                               {"gate", gate_to_json(stage.gate)},
-                              {"teacher", optional_to_json(stage.teacher)}});
+                              {"teacher", optional_to_json(stage.teacher)},
+                              {"student", student_to_json(stage.student)}});
   }
   return json;
 }
@@ -414,7 +440,14 @@ std::string describe_plan(const Recipe& recipe, const PassCatalog& catalog) {
   text += fmt::format("  seed {}, threads {}\n", recipe.seed,
                       recipe.threads > 0 ? std::to_string(recipe.threads) : "all cores");
   text += fmt::format("  model: {}\n", model_text(recipe.model));
-  if (const auto& data = recipe.data)
+  if (const auto& data = recipe.data; data && data->is_text())
+    text += fmt::format(
+        "  data: {} from {}, character windows of {} (test: last {:.0f}% of the file; train: {}, "
+        "eval: {}, calibration: {}, validation: {} windows)\n",
+        data->dataset, data->path, data->context, data->test_fraction * 100,
+        limit_text(data->train_limit), limit_text(data->eval_limit), data->calibration_size,
+        data->validation_size);
+  else if (data)
     text += fmt::format(
         "  data: {} from {} (train: {}, eval: {}, calibration: {}, validation: {} samples)\n",
         data->dataset, data->path, limit_text(data->train_limit), limit_text(data->eval_limit),

@@ -14,6 +14,7 @@
 #include <fmt/ranges.h>
 
 #include "mcompress/framework/recipe.h"
+#include "recipe_detail.h"
 #include "mcompress/framework/zoo.h"
 
 namespace mcompress::recipe_detail {
@@ -47,13 +48,20 @@ const std::vector<std::string> kTopKeys{"mcompress", "name",    "seed",   "threa
                                         "data",      "teacher", "probes", "gate",    "stages"};
 const std::vector<std::string> kModelKeys{"zoo", "options", "path", "input_shape", "num_classes"};
 const std::vector<std::string> kDataKeys{"dataset",          "path",           "train_limit",
-                                         "eval_limit",       "calibration_size", "validation_size"};
+                                         "eval_limit",       "calibration_size", "validation_size",
+                                         "context",          "test_fraction"};
+// Keys that only mean something for text datasets.
+const std::vector<std::string> kTextDataKeys{"context", "test_fraction"};
 const std::vector<std::string> kProbeKeys{"enabled", "latency_batch_sizes", "latency_warmup",
-                                          "latency_runs", "eval_batch_size"};
+                                          "latency_runs", "eval_batch_size", "sample_length"};
 const std::vector<std::string> kGateKeys{"max_accuracy_drop", "reference", "on_fail"};
-const std::vector<std::string> kStageKeys{"name", "pass", "params", "gate", "teacher"};
-const std::vector<std::string> kProbeNames{"accuracy", "latency", "params", "macs", "size"};
-const std::vector<std::string> kDatasets{"fashion_mnist"};
+const std::vector<std::string> kStageKeys{"name", "pass", "params", "gate", "teacher", "student"};
+const std::vector<std::string> kStudentKeys{"zoo", "options", "path", "stage"};
+const std::vector<std::string> kProbeNames{"accuracy", "latency",    "params",     "macs",
+                                           "size",     "perplexity", "text_sample"};
+// Probes that measure a language model on text data.
+const std::vector<std::string> kTextProbeNames{"perplexity", "text_sample"};
+const std::vector<std::string> kDatasets{"fashion_mnist", "tiny_shakespeare"};
 const std::vector<std::string> kFashionMnistFiles{
     "train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz",
     "t10k-labels-idx1-ubyte.gz"};
@@ -196,6 +204,7 @@ struct StageDraft {
   const PassInfo* info = nullptr;
   GateDraft gate;
   std::optional<Field> teacher;
+  std::optional<Field> student;
 };
 
 class Checker {
@@ -242,6 +251,9 @@ class Checker {
   void read_model(const Fields& top, const YAML::Node& root, ModelSpec& model);
   void read_zoo(const Field& zoo, const Field* options, ModelSpec& model);
   void read_model_path(const Field& path, ModelSpec& model);
+  void check_model_fits_data(const YAML::Node& at, const std::string& zoo,
+                             const std::map<std::string, int64_t>& options,
+                             const std::string& whose, const Recipe& recipe);
   void read_data(const Fields& top, Recipe& recipe);
   void check_fashion_mnist_dir(const Field& at, const std::string& dir);
   void read_probes(const Fields& top, Recipe& recipe);
@@ -258,6 +270,9 @@ class Checker {
                                        const std::string& what);
   std::optional<std::string> resolve_teacher(const Field& f, const std::string& whose, size_t user,
                                              const std::vector<std::string>& names);
+  std::optional<StudentSpec> resolve_student(const Field& f, const std::string& whose, size_t user,
+                                             const std::vector<std::string>& names,
+                                             const Recipe& recipe);
   void check_gate_reference(const GateDraft& gate, const std::string& whose, size_t user,
                             const std::vector<std::string>& names);
   void check_needs(const StageDraft& draft, const StageSpec& stage);
@@ -559,6 +574,39 @@ void Checker::read_data(const Fields& top, Recipe& recipe) {
     return read_int(f, "`data.validation_size` (0 = none)", 0.0, std::nullopt);
   });
   const Field* path = find(fields, "path");
+  if (data.is_text()) {
+    read_into(fields, "context", data.context, [&](const Field& f) {
+      return read_int(f, "`data.context` (tokens per window)", 1.0, 4096.0);
+    });
+    read_into(fields, "test_fraction", data.test_fraction, [&](const Field& f) {
+      auto fraction = read_float(f, "`data.test_fraction`", 0.0, 1.0);
+      if (fraction && (*fraction <= 0.0 || *fraction >= 1.0)) {
+        error(f.anchor(), "`data.test_fraction` must be strictly between 0 and 1: the end of "
+                          "the file held out for the probes");
+        return std::optional<double>();
+      }
+      return fraction;
+    });
+    if (!path) {
+      error(section->key, fmt::format("`data.dataset: {}` needs `path:`, the plain-text file to "
+                                      "read (the source tree has Tiny Shakespeare at "
+                                      "tests/data/tinyshakespeare.txt)",
+                                      data.dataset));
+    } else if (auto file = read_path(*path, "`data.path`")) {
+      data.path = *file;
+      if (!fs::is_regular_file(data.path))
+        error(path->anchor(), fmt::format("text file `{}` not found (looked for {}); `data.path` "
+                                          "is relative to the recipe's directory",
+                                          path->value.Scalar(), data.path));
+    }
+    recipe.data = data;
+    return;
+  }
+  for (const auto& key : kTextDataKeys)
+    if (const Field* f = find(fields, key))
+      error(f->key, fmt::format("`data.{}` only applies to text datasets (`dataset: "
+                                "tiny_shakespeare`); remove it",
+                                key));
   std::optional<std::string> directory = data.path;
   if (path) directory = read_path(*path, "`data.path`");
   if (directory) {  // an unreadable path was reported already; don't also blame the default
@@ -587,6 +635,10 @@ void Checker::read_probes(const Fields& top, Recipe& recipe) {
   if (!recipe.data)
     probes.enabled.erase(std::remove(probes.enabled.begin(), probes.enabled.end(), "accuracy"),
                          probes.enabled.end());
+  const bool text = recipe.data && recipe.data->is_text();
+  if (text)
+    probes.enabled.insert(probes.enabled.begin() + 1, kTextProbeNames.begin(),
+                          kTextProbeNames.end());
   if (const Field* f = find(fields, "enabled")) {
     if (auto names = read_string_list(*f, "`probes.enabled`")) {
       probes.enabled.clear();
@@ -600,6 +652,11 @@ void Checker::read_probes(const Fields& top, Recipe& recipe) {
           error(f->value[i],
                 "the `accuracy` probe needs evaluation data; add a `data:` section "
                 "(e.g. `data: {dataset: fashion_mnist}`) or remove `accuracy`");
+        else if (contains(kTextProbeNames, probe) && !text)
+          error(f->value[i],
+                fmt::format("the `{}` probe measures language models and needs text data "
+                            "(`data: {{dataset: tiny_shakespeare, path: FILE}}`); remove it",
+                            probe));
         else if (!contains(probes.enabled, probe))
           probes.enabled.push_back(probe);
       }
@@ -613,6 +670,9 @@ void Checker::read_probes(const Fields& top, Recipe& recipe) {
             [&](const Field& f) { return read_int(f, "`probes.latency_runs`", 1.0, 1e6); });
   read_into(fields, "eval_batch_size", probes.eval_batch_size, [&](const Field& f) {
     return read_int(f, "`probes.eval_batch_size`", 1.0, std::nullopt);
+  });
+  read_into(fields, "sample_length", probes.sample_length, [&](const Field& f) {
+    return read_int(f, "`probes.sample_length` (characters)", 1.0, 100000.0);
   });
 }
 
@@ -694,6 +754,7 @@ StageDraft Checker::read_stage(const YAML::Node& node, size_t index) {
   draft.gate =
       read_gate(find(draft.fields, "gate"), *default_gate_, fmt::format("stages[{}].gate", index));
   if (const Field* teacher = find(draft.fields, "teacher")) draft.teacher = *teacher;
+  if (const Field* student = find(draft.fields, "student")) draft.student = *student;
   return draft;
 }
 
@@ -770,7 +831,7 @@ std::optional<std::string> Checker::resolve_teacher(const Field& f, const std::s
                                                     size_t user,
                                                     const std::vector<std::string>& names) {
   auto value = read_string(f, fmt::format("the `teacher` of {}", whose));
-  if (!value || *value == "original") return value;
+  if (!value || *value == "original" || *value == "previous") return value;
   auto stage = std::find(names.begin(), names.end(), *value);
   if (stage != names.end()) {
     if (static_cast<size_t>(stage - names.begin()) < user) return value;
@@ -788,7 +849,7 @@ std::optional<std::string> Checker::resolve_teacher(const Field& f, const std::s
   std::vector<std::string> candidates{"original"};
   candidates.insert(candidates.end(), earlier.begin(), earlier.end());
   error(f.anchor(),
-        fmt::format("the teacher of {}, `{}`, is neither `original`, {} nor an "
+        fmt::format("the teacher of {}, `{}`, is neither `original`, `previous`, {} nor an "
                     "existing TorchScript file (no file at {}); {}write `teacher: "
                     "original` to distill from the input model",
                     whose, *value,
@@ -796,6 +857,113 @@ std::optional<std::string> Checker::resolve_teacher(const Field& f, const std::s
                                     : fmt::format("an earlier stage ({})", quoted_list(earlier)),
                     path.string(), did_you_mean(*value, candidates)));
   return std::nullopt;
+}
+
+// `student: {zoo: NAME, options: {...}}`, `{path: FILE}` or `{stage: NAME}`.
+std::optional<StudentSpec> Checker::resolve_student(const Field& f, const std::string& whose,
+                                                    size_t user,
+                                                    const std::vector<std::string>& names,
+                                                    const Recipe& recipe) {
+  const std::string section = fmt::format("the `student` of {}", whose);
+  const std::string forms =
+      "write `student: {zoo: cnn, options: {width: 8}}`, `student: {path: model.pt}` or "
+      "`student: {stage: NAME}`";
+  if (!f.value.IsMap()) {
+    error(f.anchor(), fmt::format("{} must be a mapping; {}", section, forms));
+    return std::nullopt;
+  }
+  Fields fields = read_fields(f.value, kStudentKeys, section);
+  const Field* zoo = find(fields, "zoo");
+  const Field* path = find(fields, "path");
+  const Field* stage = find(fields, "stage");
+  const Field* options = find(fields, "options");
+  const int given = int(zoo != nullptr) + int(path != nullptr) + int(stage != nullptr);
+  if (given != 1) {
+    error(f.anchor(), fmt::format("{} needs exactly one of `zoo`, `path` and `stage`; {}", section,
+                                  forms));
+    return std::nullopt;
+  }
+  if (options && !zoo) {
+    error(options->key, fmt::format("`options` in {} only applies to `zoo` students; remove it",
+                                    section));
+    return std::nullopt;
+  }
+  StudentSpec student;
+  if (zoo) {
+    ModelSpec model;
+    const size_t before = problems_.size();
+    read_zoo(*zoo, options, model);
+    if (problems_.size() != before || model.zoo.empty()) return std::nullopt;
+    student.zoo = model.zoo;
+    student.options = model.options;
+    check_model_fits_data(zoo->anchor(), student.zoo, student.options, section, recipe);
+    return student;
+  }
+  if (path) {
+    auto file = read_path(*path, fmt::format("`path` in {}", section));
+    if (!file) return std::nullopt;
+    if (!fs::is_regular_file(*file)) {
+      error(path->anchor(), fmt::format("{}: model file `{}` not found (looked for {}); paths are "
+                                        "relative to the recipe's directory",
+                                        section, path->value.Scalar(), *file));
+      return std::nullopt;
+    }
+    student.path = *file;
+    return student;
+  }
+  auto name = read_string(*stage, fmt::format("`stage` in {}", section));
+  if (!name) return std::nullopt;
+  if (*name == "original") {
+    student.stage = *name;
+    return student;
+  }
+  auto it = std::find(names.begin(), names.end(), *name);
+  if (it != names.end() && static_cast<size_t>(it - names.begin()) < user) {
+    student.stage = *name;
+    return student;
+  }
+  std::vector<std::string> candidates{"original"};
+  candidates.insert(candidates.end(), names.begin(), names.begin() + std::min(user, names.size()));
+  error(stage->anchor(),
+        fmt::format("{} is stage `{}`, which {}; a student stage must be `original` or a stage "
+                    "that runs before (here: {}){}",
+                    section, *name, it == names.end() ? "does not exist" : "does not run before it",
+                    quoted_list(candidates), suggestion_suffix(*name, candidates)));
+  return std::nullopt;
+}
+
+// A zoo model that reads images cannot train on text, and a language model's
+// position table must cover the data's windows.
+void Checker::check_model_fits_data(const YAML::Node& at, const std::string& zoo,
+                                    const std::map<std::string, int64_t>& options,
+                                    const std::string& whose, const Recipe& recipe) {
+  const ZooModelInfo* info = nullptr;
+  static const std::vector<ZooModelInfo> models = zoo_models();
+  for (const auto& m : models)
+    if (m.name == zoo) info = &m;
+  if (!info) return;
+  const bool text = recipe.data && recipe.data->is_text();
+  if (info->takes_tokens && !text) {
+    error(at, fmt::format("{}: zoo model `{}` is a language model and needs text data; add "
+                          "`data: {{dataset: tiny_shakespeare, path: FILE}}`",
+                          whose, zoo));
+  } else if (!info->takes_tokens && text) {
+    error(at, fmt::format("{}: zoo model `{}` classifies images and cannot read text data; use "
+                          "`char_lm`",
+                          whose, zoo));
+  } else if (info->takes_tokens) {
+    int64_t model_context = 0;
+    try {
+      model_context = resolved_zoo_options(zoo, options).at("context");
+    } catch (const std::exception&) {
+      return;  // bad options were reported where they were read
+    }
+    if (model_context < recipe.data->context)
+      error(at, fmt::format("{}: zoo model `{}` has context {} but `data.context` is {}; set "
+                            "`options: {{context: {}}}` or shorten the data's windows",
+                            whose, zoo, model_context, recipe.data->context,
+                            recipe.data->context));
+  }
 }
 
 void Checker::check_gate_reference(const GateDraft& gate, const std::string& whose, size_t user,
@@ -845,6 +1013,7 @@ StageSpec Checker::resolve_stage(const StageDraft& draft, size_t index,
     stage.params = resolve_params(draft, stage.name);
   }
   std::string whose = fmt::format("stage `{}`", stage.name);
+  if (draft.student) stage.student = resolve_student(*draft.student, whose, index, names, recipe);
   if (draft.teacher)
     stage.teacher = resolve_teacher(*draft.teacher, whose, index, names);
   else if (draft.info && draft.info->needs.teacher)
@@ -932,6 +1101,11 @@ Recipe Checker::run(const YAML::Node& root) {
   read_model(top, root, recipe.model);
   read_data(top, recipe);
   has_data_ = recipe.data.has_value();
+  if (!recipe.model.zoo.empty()) {
+    const YAML::Node model_node = find(top, "model")->value;
+    check_model_fits_data(model_node["zoo"], recipe.model.zoo, recipe.model.options, "`model`",
+                          recipe);
+  }
   read_probes(top, recipe);
   accuracy_measured_ = contains(recipe.probes.enabled, "accuracy");
   GateDraft default_gate = read_gate(find(top, "gate"), GateDraft{}, "gate");

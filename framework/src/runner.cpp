@@ -5,6 +5,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <chrono>
 #include <fstream>
 #include <optional>
@@ -14,6 +15,7 @@
 #include "mcompress/framework/atomic_file.h"
 #include "mcompress/framework/fashion_mnist.h"
 #include "mcompress/framework/probes.h"
+#include "mcompress/framework/text_corpus.h"
 #include "mcompress/framework/zoo.h"
 #include "mcompress/sdk/error.h"
 #include "mcompress/sdk/module_copy.h"
@@ -63,9 +65,30 @@ struct RunData {
   DatasetPtr train, validation, calibration, eval;
 };
 
+// Character windows of a text file; limits and sizes count windows.
+RunData load_text_data(const DataSpec& spec, Logger& log) {
+  RunData data;
+  const TextCorpus corpus = load_text_corpus(spec.path, spec.context, spec.test_fraction);
+  const Dataset train_split =
+      spec.train_limit > 0 ? corpus.train->slice(0, spec.train_limit) : *corpus.train;
+  const int64_t held_out = std::min<int64_t>(spec.validation_size, train_split.size() / 5);
+  const int64_t train_size = train_split.size() - held_out;
+  data.train = std::make_shared<Dataset>(train_split.slice(0, train_size));
+  if (held_out > 0) data.validation = std::make_shared<Dataset>(train_split.slice(train_size, held_out));
+  data.calibration = std::make_shared<Dataset>(train_split.slice(0, spec.calibration_size));
+  data.eval = spec.eval_limit > 0 ? std::make_shared<Dataset>(corpus.test->slice(0, spec.eval_limit))
+                                  : corpus.test;
+  log.info(fmt::format("data: {} characters of vocabulary {}, windows of {}: {} train, {} "
+                       "validation, {} calibration, {} eval",
+                       spec.path, corpus.vocabulary.size(), spec.context, data.train->size(),
+                       held_out, data.calibration->size(), data.eval->size()));
+  return data;
+}
+
 RunData load_data(const std::optional<DataSpec>& spec, Logger& log) {
   RunData data;
   if (!spec) return data;
+  if (spec->is_text()) return load_text_data(*spec, log);
   auto full_train = load_fashion_mnist(spec->path, Split::Train, spec->train_limit);
   const int64_t held_out = std::min<int64_t>(spec->validation_size, full_train->size() / 5);
   const int64_t train_size = full_train->size() - held_out;
@@ -78,9 +101,15 @@ RunData load_data(const std::optional<DataSpec>& spec, Logger& log) {
   return data;
 }
 
-torch::jit::Module load_initial_model(const Recipe& recipe) {
+// A language model's classes are the data's vocabulary, which only the data knows.
+int64_t zoo_classes(const Recipe& recipe, const RunData& data) {
+  if (data.train && data.train->is_token_sequence()) return data.train->num_classes;
+  return recipe.model.num_classes;
+}
+
+torch::jit::Module load_initial_model(const Recipe& recipe, const RunData& data) {
   if (!recipe.model.zoo.empty()) {
-    return build_zoo_model(recipe.model.zoo, recipe.model.options, recipe.model.num_classes,
+    return build_zoo_model(recipe.model.zoo, recipe.model.options, zoo_classes(recipe, data),
                            recipe.seed);
   }
   return load_model(recipe.model.path, "model");
@@ -127,6 +156,8 @@ class Runner {
   // Returns false when the run must end (gate stop or failure).
   bool run_stage(size_t index, const StageSpec& stage, RunResult& result);
   std::optional<torch::jit::Module> resolve_teacher(const StageSpec& stage) const;
+  std::optional<torch::jit::Module> resolve_student(const StageSpec& stage, uint64_t seed) const;
+  void add_text_sample(const torch::jit::Module& model, nlohmann::json& record);
   const StageOutcome& gate_reference(const GateSpec& gate) const;
   void write_record(const fs::path& dir, const StageOutcome& outcome, const nlohmann::json& extra);
   void write_report(RunResult& result);
@@ -207,7 +238,7 @@ void Runner::write_record(const fs::path& dir, const StageOutcome& outcome,
 
 void Runner::run_baseline() {
   if (restore_stage(0, "baseline")) return;
-  state_.original = load_initial_model(recipe_);
+  state_.original = load_initial_model(recipe_, data_);
   state_.original.eval();
   state_.current = deep_copy(state_.original);
   StageOutcome outcome;
@@ -219,7 +250,9 @@ void Runner::run_baseline() {
   fs::create_directories(dir);
   save_model(state_.current, dir / "model.pt");
   state_.stage_models["baseline"] = dir / "model.pt";
-  write_record(dir, outcome, {{"seed", recipe_.seed}, {"model", recipe_json().at("model")}});
+  nlohmann::json extra = {{"seed", recipe_.seed}, {"model", recipe_json().at("model")}};
+  add_text_sample(state_.current, extra);
+  write_record(dir, outcome, extra);
   state_.outcomes.push_back(outcome);
   state_.last_accepted = 0;
 }
@@ -230,6 +263,8 @@ std::optional<torch::jit::Module> Runner::resolve_teacher(const StageSpec& stage
   torch::jit::Module teacher;
   if (*spec == "original" || *spec == "baseline") {
     teacher = state_.original;
+  } else if (*spec == "previous") {
+    teacher = state_.current;  // the model the stage starts from; never modified by the pass
   } else if (auto it = state_.stage_models.find(*spec); it != state_.stage_models.end()) {
     teacher = load_model(it->second.string(), "teacher (stage " + *spec + ")");
   } else {
@@ -237,6 +272,38 @@ std::optional<torch::jit::Module> Runner::resolve_teacher(const StageSpec& stage
   }
   teacher.eval();
   return teacher;
+}
+
+// A fresh zoo model, a file, or a copy of an earlier stage's model that the
+// stage trains instead of the current model.
+std::optional<torch::jit::Module> Runner::resolve_student(const StageSpec& stage,
+                                                          uint64_t seed) const {
+  if (!stage.student) return std::nullopt;
+  const StudentSpec& spec = *stage.student;
+  if (!spec.zoo.empty())
+    return build_zoo_model(spec.zoo, spec.options, zoo_classes(recipe_, data_), seed);
+  if (!spec.path.empty()) return load_model(spec.path, "student");
+  if (spec.stage == "original" || spec.stage == "baseline") return deep_copy(state_.original);
+  auto it = state_.stage_models.find(spec.stage);
+  if (it == state_.stage_models.end()) {
+    throw Error(fmt::format("the student of stage '{}' is stage '{}', which left no model (it "
+                            "failed or has not run)",
+                            stage.name, spec.stage));
+  }
+  return load_model(it->second.string(), "student (stage " + spec.stage + ")");
+}
+
+// What a language model writes from the start of the held-out text, so a
+// reader of the record sees what bits per character mean in practice.
+void Runner::add_text_sample(const torch::jit::Module& model, nlohmann::json& record) {
+  const auto& enabled = recipe_.probes.enabled;
+  if (!data_.eval || std::find(enabled.begin(), enabled.end(), "text_sample") == enabled.end())
+    return;
+  const TextSample sample = text_sample(model, *data_.eval, recipe_.probes.sample_length, recipe_.seed);
+  record["text_sample"] = {{"prompt", sample.prompt}, {"continuation", sample.continuation}};
+  std::string shown = sample.continuation.substr(0, 72);
+  std::replace(shown.begin(), shown.end(), '\n', '|');
+  log_.info(fmt::format("  sample: {}", shown));
 }
 
 const StageOutcome& Runner::gate_reference(const GateSpec& gate) const {
@@ -302,6 +369,10 @@ bool Runner::run_stage(size_t index, const StageSpec& stage, RunResult& result) 
   const auto started = std::chrono::steady_clock::now();
   try {
     ctx.teacher = resolve_teacher(stage);
+    if (auto student = resolve_student(stage, seed)) {
+      ctx.model = std::move(*student);
+      extra["student"] = to_json(recipe_).at("stages").at(index - 1).at("student");
+    }
     pass_result = pass->run(ctx);
     ctx.model.eval();
   } catch (const std::exception& e) {
@@ -324,6 +395,7 @@ bool Runner::run_stage(size_t index, const StageSpec& stage, RunResult& result) 
   if (!pass_result.summary.empty()) log_.info("  " + pass_result.summary);
 
   outcome.metrics = probe(ctx.model, outcome.probe_seconds);
+  add_text_sample(ctx.model, extra);
   save_model(ctx.model, dir / "model.pt");
   state_.stage_models[stage.name] = dir / "model.pt";
 

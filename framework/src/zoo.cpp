@@ -59,6 +59,22 @@ def forward(self, x: Tensor) -> Tensor:
     return m;
   }
 
+  Module layer_norm(int64_t features) {
+    Module m = new_module("LayerNorm");
+    add_parameter(m, "weight", torch::ones({features}));
+    add_parameter(m, "bias", torch::zeros({features}));
+    m.define(R"(
+def forward(self, x: Tensor) -> Tensor:
+    return torch.layer_norm(x, [self.weight.size(0)], self.weight, self.bias, 1e-05, False)
+)");
+    return m;
+  }
+
+  // N(0, 0.02), as GPT-2 initialises embeddings.
+  torch::Tensor embedding_table(int64_t rows, int64_t width) {
+    return torch::empty({rows, width}).normal_(0.0, 0.02, generator_);
+  }
+
   Module batch_norm(int64_t channels) {
     Module m = new_module("BatchNorm2d");
     add_parameter(m, "weight", torch::ones({channels}));
@@ -74,11 +90,12 @@ def forward(self, x: Tensor) -> Tensor:
     return m;
   }
 
- private:
   static void add_parameter(Module& m, const std::string& name, torch::Tensor value) {
     value.set_requires_grad(true);
     m.register_parameter(name, value, /*is_buffer=*/false);
   }
+
+ private:
 
   // PyTorch's default Linear/Conv init: kaiming_uniform(a=sqrt(5)) for the
   // weight and U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for the bias share one bound.
@@ -189,6 +206,76 @@ def forward(self, x: Tensor) -> Tensor:
   return m;
 }
 
+// Causal multi-head self-attention; the mask is built per call so the model
+// accepts any sequence length up to its context.
+Module causal_self_attention(LayerFactory& f, int64_t width, int64_t heads) {
+  Module m = f.new_module("CausalSelfAttention");
+  m.register_module("qkv", f.linear(width, 3 * width));
+  m.register_module("proj", f.linear(width, width));
+  m.register_attribute("heads", c10::IntType::get(), heads);
+  m.define(R"(
+def forward(self, x: Tensor) -> Tensor:
+    B = x.size(0)
+    T = x.size(1)
+    C = x.size(2)
+    q, k, v = self.qkv.forward(x).split(C, 2)
+    hs = C // self.heads
+    q = q.view([B, T, self.heads, hs]).transpose(1, 2)
+    k = k.view([B, T, self.heads, hs]).transpose(1, 2)
+    v = v.view([B, T, self.heads, hs]).transpose(1, 2)
+    scores = torch.matmul(q, k.transpose(-2, -1)) * (float(hs) ** -0.5)
+    future = torch.ones([T, T], device=x.device).triu(1) > 0.5
+    scores = scores.masked_fill(future, float("-inf"))
+    y = torch.matmul(torch.softmax(scores, -1), v)
+    return self.proj.forward(y.transpose(1, 2).reshape([B, T, C]))
+)");
+  return m;
+}
+
+// Pre-norm transformer block: x + attn(ln(x)), then x + mlp(ln(x)).
+Module transformer_block(LayerFactory& f, int64_t width, int64_t heads) {
+  Module m = f.new_module("TransformerBlock");
+  m.register_module("ln1", f.layer_norm(width));
+  m.register_module("attn", causal_self_attention(f, width, heads));
+  m.register_module("ln2", f.layer_norm(width));
+  m.register_module("fc", f.linear(width, 4 * width));
+  m.register_module("proj", f.linear(4 * width, width));
+  m.define(R"(
+def forward(self, x: Tensor) -> Tensor:
+    x = x + self.attn.forward(self.ln1.forward(x))
+    return x + self.proj.forward(torch.gelu(self.fc.forward(self.ln2.forward(x))))
+)");
+  return m;
+}
+
+Module build_char_lm(LayerFactory& f, int64_t width, int64_t layers, int64_t heads,
+                     int64_t context, int64_t vocabulary) {
+  if (width % heads != 0) {
+    throw Error(fmt::format("zoo model 'char_lm': width {} must be a multiple of heads {}", width,
+                            heads));
+  }
+  Module m = f.new_module("CharLM");
+  LayerFactory::add_parameter(m, "token_embedding", f.embedding_table(vocabulary, width));
+  LayerFactory::add_parameter(m, "position_embedding", f.embedding_table(context, width));
+  std::string body;
+  for (int64_t i = 0; i < layers; ++i) {
+    const std::string name = fmt::format("block{}", i);
+    m.register_module(name, transformer_block(f, width, heads));
+    body += fmt::format("    h = self.{}.forward(h)\n", name);
+  }
+  m.register_module("ln_f", f.layer_norm(width));
+  m.register_module("head", f.linear(width, vocabulary));
+  m.define(R"(
+def forward(self, x: Tensor) -> Tensor:
+    T = x.size(1)
+    if T > self.position_embedding.size(0):
+        raise RuntimeError("the sequence is longer than the model's context")
+    h = torch.embedding(self.token_embedding, x) + self.position_embedding[:T]
+)" + body + R"(    return self.head.forward(self.ln_f.forward(h))
+)");
+  return m;
+}
+
 struct OptionDefault {
   std::string name;
   int64_t value;
@@ -197,6 +284,7 @@ struct OptionDefault {
 std::vector<OptionDefault> option_defaults(const std::string& model) {
   if (model == "mlp") return {{"width", 64}};
   if (model == "cnn") return {{"width", 16}};
+  if (model == "char_lm") return {{"width", 64}, {"layers", 2}, {"heads", 4}, {"context", 64}};
   return {{"width", 16}, {"blocks", 1}};  // resnet
 }
 
@@ -241,7 +329,21 @@ std::vector<ZooModelInfo> zoo_models() {
        "stem conv+BN+relu, two stages of basic residual blocks (w and 2w channels, the second "
        "with stride 2 and a 1x1 projection shortcut), global average pool, Linear; w=16, blocks=1",
        {"width", "blocks"}},
+      {"char_lm",
+       "character-level decoder-only transformer: token + position embeddings, `layers` pre-norm "
+       "blocks (causal self-attention with `heads` heads, MLP 4w), LayerNorm, Linear to the "
+       "vocabulary; tokens [N, T<=context] -> logits [N, T, vocabulary]; w=64, layers=2, heads=4, "
+       "context=64",
+       {"width", "layers", "heads", "context"},
+       /*takes_tokens=*/true},
   };
+}
+
+std::map<std::string, int64_t> resolved_zoo_options(const std::string& name,
+                                                    const std::map<std::string, int64_t>& options) {
+  for (const auto& info : zoo_models())
+    if (info.name == name) return resolve_options(name, options);
+  throw Error(fmt::format("unknown zoo model '{}'", name));
 }
 
 torch::jit::Module build_zoo_model(const std::string& name,
@@ -262,6 +364,10 @@ torch::jit::Module build_zoo_model(const std::string& name,
   const int64_t width = resolved.at("width");
   if (name == "mlp") return build_mlp(factory, width, num_classes);
   if (name == "cnn") return build_cnn(factory, width, num_classes);
+  if (name == "char_lm") {
+    return build_char_lm(factory, width, resolved.at("layers"), resolved.at("heads"),
+                         resolved.at("context"), num_classes);
+  }
   return build_resnet(factory, width, resolved.at("blocks"), num_classes);
 }
 

@@ -9,7 +9,8 @@ namespace mcompress {
 Dataset Dataset::slice(int64_t start, int64_t count) const {
   const int64_t begin = std::clamp<int64_t>(start, 0, size());
   const int64_t end = std::clamp<int64_t>(start + count, begin, size());
-  Dataset out{name, inputs.slice(0, begin, end), targets.slice(0, begin, end), num_classes};
+  Dataset out{name, inputs.slice(0, begin, end), targets.slice(0, begin, end), num_classes,
+              alphabet};
   return out;
 }
 

@@ -4,7 +4,6 @@
 
 #include <algorithm>
 #include <map>
-#include <numeric>
 #include <optional>
 #include <set>
 #include <unordered_map>
@@ -164,10 +163,18 @@ std::optional<bool> constant_bool(const Value* value) {
   return std::nullopt;
 }
 
+// A literal list such as [0, 2, 3, 1]: a constant, or a ListConstruct of constants.
 std::optional<std::vector<int64_t>> constant_int_list(const Value* value) {
-  auto ivalue = torch::jit::toIValue(value);  // also folds ListConstruct of constants
+  auto ivalue = torch::jit::toIValue(value);
   if (ivalue && ivalue->isIntList()) return ivalue->toIntVector();
-  return std::nullopt;
+  if (value->node()->kind() != c10::prim::ListConstruct) return std::nullopt;
+  std::vector<int64_t> list;
+  for (const Value* element : value->node()->inputs()) {
+    auto entry = constant_int(element);
+    if (!entry) return std::nullopt;
+    list.push_back(*entry);
+  }
+  return list;
 }
 
 int64_t product(const Shape& shape, size_t begin, size_t end) {

@@ -33,14 +33,20 @@ torch::Tensor forward_tensor(const torch::jit::Module& model, const torch::Tenso
 
 namespace {
 
-// Correct top-1 predictions in one batch; checks the output is [N, classes].
-int64_t count_correct(const torch::Tensor& logits, const Batch& batch) {
-  if (logits.dim() != 2 || logits.size(0) != batch.inputs.size(0)) {
+// Correct top-1 predictions in one batch and how many were made: one per
+// sample for a classifier ([N, classes] with targets [N]), one per position for
+// a sequence model ([N, T, classes] with targets [N, T]).
+std::pair<int64_t, int64_t> count_correct(const torch::Tensor& logits, const Batch& batch) {
+  const bool classifier = logits.dim() == 2 && batch.targets.dim() == 1;
+  const bool sequence = logits.dim() == 3 && batch.targets.dim() == 2 &&
+                        logits.size(1) == batch.targets.size(1);
+  if ((!classifier && !sequence) || logits.size(0) != batch.inputs.size(0)) {
     throw Error(fmt::format(
-        "accuracy needs model outputs of shape [batch, classes]; got {} for a batch of {}",
+        "accuracy needs model outputs of shape [batch, classes] (or [batch, positions, classes] "
+        "for sequence targets); got {} for a batch of {}",
         fmt::join(logits.sizes(), "x"), batch.inputs.size(0)));
   }
-  return logits.argmax(1).eq(batch.targets).sum().item<int64_t>();
+  return {logits.argmax(-1).eq(batch.targets).sum().item<int64_t>(), batch.targets.numel()};
 }
 
 }  // namespace
@@ -56,13 +62,37 @@ double evaluate_accuracy(const torch::jit::Module& model, const Dataset& data, i
   int64_t done = 0;
   Batch batch;
   while (batches.next(batch)) {
-    correct += count_correct(forward_tensor(model, batch.inputs), batch);
-    seen += batch.inputs.size(0);
+    const auto [right, made] = count_correct(forward_tensor(model, batch.inputs), batch);
+    correct += right;
+    seen += made;
     progress.update(++done, fmt::format("accuracy {:.4f}", double(correct) / double(seen)));
   }
   const double accuracy = double(correct) / double(seen);
   progress.finish(fmt::format("accuracy {:.4f}", accuracy));
   return accuracy;
+}
+
+double evaluate_agreement(const torch::jit::Module& student, const torch::jit::Module& teacher,
+                          const Dataset& data, int64_t batch_size) {
+  torch::NoGradGuard no_grad;
+  EvalModeGuard student_mode(student);
+  EvalModeGuard teacher_mode(teacher);
+  BatchIterator batches(data, batch_size, /*shuffle=*/false, /*seed=*/0);
+  int64_t agree = 0;
+  int64_t total = 0;
+  Batch batch;
+  while (batches.next(batch)) {
+    const auto s = forward_tensor(student, batch.inputs);
+    const auto t = forward_tensor(teacher, batch.inputs);
+    if (s.sizes() != t.sizes()) {
+      throw Error(fmt::format("agreement needs outputs of the same shape; student gives [{}], "
+                              "teacher [{}]",
+                              fmt::join(s.sizes(), ", "), fmt::join(t.sizes(), ", ")));
+    }
+    agree += s.argmax(-1).eq(t.argmax(-1)).sum().item<int64_t>();
+    total += s.argmax(-1).numel();
+  }
+  return total ? double(agree) / double(total) : 0.0;
 }
 
 }  // namespace mcompress

@@ -5,6 +5,7 @@
 #include <torch/optim.h>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <chrono>
 #include <cmath>
@@ -64,7 +65,8 @@ void restore(torch::jit::Module& model, const std::vector<std::pair<std::string,
 
 std::vector<ParamSpec> training_param_specs() {
   return {
-      ParamSpec::Int("epochs", 1, 0, 10000, "passes over the training data"),
+      ParamSpec::Int("epochs", 1, 0, 10000,
+                     "passes over the training data (0: as many as max_steps needs)"),
       ParamSpec::Int("max_steps", 0, 0, std::nullopt, "stop after this many steps (0: no limit)"),
       ParamSpec::Int("batch_size", 64, 1, 65536, "samples per optimizer step"),
       ParamSpec::Choice("optimizer", "sgd", {"sgd", "adam", "adamw"}, "optimizer (sgd uses momentum)"),
@@ -97,14 +99,47 @@ TrainOptions training_options_from(const Params& p, uint64_t seed) {
   return o;
 }
 
+nlohmann::json to_json(const TrainSummary& summary) {
+  return {{"steps", summary.steps},
+          {"samples", summary.samples},
+          {"seconds", summary.seconds},
+          {"samples_per_second", summary.samples_per_second},
+          {"final_loss", summary.final_loss},
+          {"best_eval_accuracy", summary.best_eval_accuracy},
+          {"best_step", summary.best_step}};
+}
+
+torch::Tensor cross_entropy(const torch::Tensor& output, const torch::Tensor& targets) {
+  if (output.dim() == 3 && targets.dim() == 2) {
+    // One prediction per position: flatten positions into the batch.
+    return torch::nn::functional::cross_entropy(output.reshape({-1, output.size(2)}),
+                                                targets.reshape({-1}));
+  }
+  if (output.dim() != 2 || targets.dim() != 1 || output.size(0) != targets.size(0)) {
+    throw Error(fmt::format("cross-entropy needs outputs [N, classes] with targets [N], or "
+                            "[N, T, classes] with [N, T]; got outputs [{}] and targets [{}]",
+                            fmt::join(output.sizes(), ", "), fmt::join(targets.sizes(), ", ")));
+  }
+  return torch::nn::functional::cross_entropy(output, targets);
+}
+
 LossFunction cross_entropy_loss() {
   return [](const Batch& batch, const torch::Tensor& output) {
-    return torch::nn::functional::cross_entropy(output, batch.targets);
+    return cross_entropy(output, batch.targets);
   };
 }
 
 TrainSummary train_model(torch::jit::Module& model, const Dataset& train, const Dataset* eval,
                          const TrainOptions& o, const LossFunction& loss, Progress& progress,
+                         Logger& log) {
+  const ModelLoss run_and_score = [&loss](torch::jit::Module& m, const Batch& batch) {
+    return loss(batch, m.forward({batch.inputs}).toTensor());
+  };
+  return train_model(model, train, eval, o, run_and_score, progress, log);
+}
+
+TrainSummary train_model(torch::jit::Module& model, const Dataset& train, const Dataset* eval,
+                         const TrainOptions& o, const ModelLoss& loss, Progress& progress,
                          Logger& log) {
   std::vector<torch::Tensor> params;
   for (const auto& p : model.parameters()) {
@@ -114,7 +149,9 @@ TrainSummary train_model(torch::jit::Module& model, const Dataset& train, const 
   auto optimizer = make_optimizer(params, o);
 
   BatchIterator batches(train, o.batch_size, /*shuffle=*/true, o.seed);
-  int64_t total_steps = o.epochs * batches.batches_per_epoch();
+  // epochs 0 with a step budget trains by steps alone, cycling the data.
+  const bool by_steps = o.epochs == 0 && o.max_steps > 0;
+  int64_t total_steps = by_steps ? o.max_steps : o.epochs * batches.batches_per_epoch();
   if (o.max_steps > 0) total_steps = std::min(total_steps, o.max_steps);
 
   TrainSummary summary;
@@ -137,7 +174,8 @@ TrainSummary train_model(torch::jit::Module& model, const Dataset& train, const 
   double epoch_loss = 0.0;
   int64_t epoch_batches = 0;
   Batch batch;
-  for (int64_t epoch = 0; epoch < o.epochs && step < total_steps; ++epoch) {
+  int64_t last_evaluated = -1;
+  for (int64_t epoch = 0; (by_steps || epoch < o.epochs) && step < total_steps; ++epoch) {
     batches.reset(o.seed + static_cast<uint64_t>(epoch));
     model.train();
     epoch_loss = 0.0;
@@ -146,8 +184,7 @@ TrainSummary train_model(torch::jit::Module& model, const Dataset& train, const 
       const double lr = learning_rate_at(o, step, total_steps);
       for (auto& group : optimizer->param_groups()) group.options().set_lr(lr);
       optimizer->zero_grad();
-      auto output = model.forward({batch.inputs}).toTensor();
-      auto value = loss(batch, output);
+      auto value = loss(model, batch);
       value.backward();
       if (o.grad_clip > 0) torch::nn::utils::clip_grad_norm_(params, o.grad_clip);
       optimizer->step();
@@ -163,11 +200,18 @@ TrainSummary train_model(torch::jit::Module& model, const Dataset& train, const 
       progress.update(step, fmt::format("epoch {} loss {:.4f}", epoch + 1, epoch_loss / epoch_batches));
       if (o.eval_every > 0 && step % o.eval_every == 0) {
         evaluate(step);
+        last_evaluated = step;
         model.train();
       }
     }
-    if (o.eval_every == 0) evaluate(step);
+    if (o.eval_every == 0) {
+      evaluate(step);
+      last_evaluated = step;
+    }
   }
+  // Steps after the last periodic evaluation would otherwise be thrown away
+  // by keep_best without ever being compared.
+  if (step > 0 && last_evaluated != step) evaluate(step);
   summary.steps = step;
   summary.final_loss = epoch_batches ? epoch_loss / epoch_batches : 0.0;
   summary.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();

@@ -12,12 +12,25 @@
 namespace mcompress {
 
 // Flat metric names -> values, e.g. "accuracy" 0.87, "latency_b1_median_ms",
-// "latency_b1_p95_ms", "params", "macs", "size_bytes", "threads".
+// "latency_b1_p95_ms", "params", "macs", "size_bytes", "threads"; for language
+// models on text data (the `perplexity` probe) also "cross_entropy" (nats per
+// character), "bits_per_char" and "perplexity", and "accuracy" is next-character
+// accuracy.
 using Metrics = std::map<std::string, double>;
 
 // Runs the probes `spec` enables. `eval` may be null when no data is set
 // (accuracy is then skipped). Uses the current intra-op thread count.
 Metrics run_probes(const torch::jit::Module& model, const Dataset* eval,
                    const torch::Tensor& example_input, const ProbeSpec& spec, Progress& progress);
+
+// The `text_sample` probe: a language model continues the first window of
+// the held-out text for `length` characters, drawn at temperature 0.8 from a
+// generator seeded with `seed` (the same model always writes the same text).
+struct TextSample {
+  std::string prompt;
+  std::string continuation;
+};
+TextSample text_sample(const torch::jit::Module& model, const Dataset& eval, int64_t length,
+                       uint64_t seed);
 
 }  // namespace mcompress

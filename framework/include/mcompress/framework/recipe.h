@@ -41,12 +41,16 @@ struct ModelSpec {
 };
 
 struct DataSpec {
-  std::string dataset = "fashion_mnist";
-  std::string path = "/usr/share/datasets/fashion-mnist";
-  int64_t train_limit = 0;  // 0: all
+  std::string dataset = "fashion_mnist";  // or "tiny_shakespeare" (character-level text)
+  std::string path = "/usr/share/datasets/fashion-mnist";  // a directory, or the text file
+  int64_t train_limit = 0;  // 0: all (samples; windows of text)
   int64_t eval_limit = 0;   // 0: all
   int64_t calibration_size = 512;
   int64_t validation_size = 5000;  // taken from the end of the training split, never trained on
+  int64_t context = 64;            // text: tokens per window
+  double test_fraction = 0.1;      // text: the end of the file held out for the probes
+
+  bool is_text() const { return dataset == "tiny_shakespeare"; }
 };
 
 enum class OnGateFail { Rollback, Stop };
@@ -63,6 +67,16 @@ struct ProbeSpec {
   int latency_warmup = 5;
   int latency_runs = 30;
   int64_t eval_batch_size = 256;
+  int64_t sample_length = 200;  // characters the text_sample probe generates
+};
+
+// The model a stage starts from when it is not the current model: exactly
+// one of zoo, path and stage is set.
+struct StudentSpec {
+  std::string zoo;                         // a built-in model with fresh weights, or empty
+  std::map<std::string, int64_t> options;  // its size options
+  std::string path;                        // a TorchScript file (absolute), or empty
+  std::string stage;                       // "original" or an earlier stage's model, or empty
 };
 
 struct StageSpec {
@@ -70,7 +84,10 @@ struct StageSpec {
   std::string pass;
   Params params;                      // resolved
   GateSpec gate;                      // stage gate, or the recipe default
-  std::optional<std::string> teacher; // "original", a stage name, or a file path
+  // "original", "previous" (the model the stage starts from), a stage name,
+  // or a file path
+  std::optional<std::string> teacher;
+  std::optional<StudentSpec> student;  // none: the stage works on the current model
 };
 
 struct Recipe {
@@ -119,39 +136,4 @@ std::string describe_plan(const Recipe& recipe, const PassCatalog& catalog);
 std::optional<std::string> closest_match(const std::string& word,
                                          const std::vector<std::string>& candidates);
 
-// ---- Shared by recipe.cpp (reading, --set overrides) and recipe_validate.cpp
-// (checking). Not for other callers; declared here because the two files must
-// agree on it and the project keeps one header per concept.
 }  // namespace mcompress
-
-namespace YAML {
-class Node;
-}
-
-namespace mcompress::recipe_detail {
-
-// Turns a problem at a node of the recipe tree into a Diagnostic that points
-// where the user wrote it: a file position, or the --set override that put the
-// node there (yaml-cpp marks override nodes as if they were line 1 of the file).
-class NodeLocator {
- public:
-  virtual ~NodeLocator() = default;
-  virtual Diagnostic diagnose(const YAML::Node& node, const std::string& message) const = 0;
-};
-
-// Stage names in order: explicit names are kept; a missing one becomes the pass
-// name, then pass_2, pass_3, ... skipping names already taken. The override
-// code and the validator both need the same answer.
-std::vector<std::string> assign_stage_names(
-    const std::vector<std::optional<std::string>>& explicit_names,
-    const std::vector<std::string>& pass_names);
-
-// Checks a recipe tree (overrides already applied) against `catalog` and
-// resolves it; every problem is appended to `problems`. `source_path` is the
-// absolute recipe path; relative paths in the recipe are resolved against its
-// directory.
-Recipe check_recipe(const YAML::Node& root, const std::string& source_path,
-                    const NodeLocator& locator, const PassCatalog& catalog,
-                    std::vector<Diagnostic>& problems);
-
-}  // namespace mcompress::recipe_detail

@@ -1,6 +1,7 @@
 #pragma once
-// Built-in models written as TorchScript in C++ (Module::define), for 28x28
-// grayscale input and 10 classes by default.
+// Built-in models written as TorchScript in C++ (Module::define): image
+// classifiers for 28x28 grayscale input and 10 classes by default, and a
+// character-level language model whose classes are its vocabulary.
 #include <cstdint>
 #include <map>
 #include <string>
@@ -16,9 +17,15 @@ struct ZooModelInfo {
   std::string name;
   std::string summary;
   std::vector<std::string> options;  // accepted integer size options, e.g. "width"
+  bool takes_tokens = false;  // true: token ids [N, T] in, logits [N, T, classes] out
 };
 
 std::vector<ZooModelInfo> zoo_models();
+
+// `options` with every option `name` accepts filled in with its default.
+// Unknown names or options throw mcompress::Error listing what exists.
+std::map<std::string, int64_t> resolved_zoo_options(const std::string& name,
+                                                    const std::map<std::string, int64_t>& options);
 
 // Builds `name` with fresh weights drawn from `seed`. Unknown names or options
 // throw mcompress::Error listing what exists.

@@ -12,12 +12,19 @@
 namespace mcompress {
 
 // A labelled dataset held as two tensors: inputs [N, ...] (float) and targets
-// [N] (int64 class ids). Immutable once built; shared by shared_ptr.
+// [N] (int64 class ids); or, for language models, token windows: inputs
+// [N, T] and targets [N, T] (int64 token ids, targets shifted by one
+// position). Immutable once built; shared by shared_ptr.
 struct MCOMPRESS_SDK_API Dataset {
   std::string name;
   torch::Tensor inputs;
   torch::Tensor targets;
-  int64_t num_classes = 0;
+  int64_t num_classes = 0;  // classes, or the vocabulary size of a token dataset
+  // Token datasets of character-level text: alphabet[id] is the byte that token
+  // id stands for (language_model.h). Empty for other datasets.
+  std::string alphabet;
+
+  bool is_token_sequence() const { return !alphabet.empty(); }
 
   int64_t size() const { return inputs.defined() ? inputs.size(0) : 0; }
   // Rows [start, start + count) clipped to the dataset; shares storage.

@@ -14,8 +14,16 @@ namespace mcompress {
 
 // Top-1 accuracy (fraction in [0,1]) of `model` on `data`, computed in eval
 // mode without gradients; the model's training flag is restored afterwards.
+// For a sequence model (outputs [N, T, classes], targets [N, T]) it is the
+// fraction of positions whose next token is predicted right.
 MCOMPRESS_SDK_API double evaluate_accuracy(const torch::jit::Module& model, const Dataset& data,
                                            int64_t batch_size, Progress& progress);
+
+// Fraction of predictions (per sample, or per position for sequence models)
+// where the student's top-1 class equals the teacher's, on `data` in eval mode.
+MCOMPRESS_SDK_API double evaluate_agreement(const torch::jit::Module& student,
+                                            const torch::jit::Module& teacher,
+                                            const Dataset& data, int64_t batch_size);
 
 // Calls model.forward(inputs) and returns the output tensor; throws
 // mcompress::Error if the model returns something else.

@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "mcompress/sdk/data.h"
 #include "mcompress/sdk/export.h"
 #include "mcompress/sdk/params.h"
@@ -17,7 +19,7 @@
 namespace mcompress {
 
 struct TrainOptions {
-  int64_t epochs = 1;
+  int64_t epochs = 1;     // 0 with max_steps > 0: as many epochs as max_steps needs
   int64_t max_steps = 0;  // > 0: stop after this many optimizer steps
   int64_t batch_size = 64;
   std::string optimizer = "sgd";  // sgd (with momentum) | adam | adamw
@@ -29,6 +31,7 @@ struct TrainOptions {
   double grad_clip = 0.0;           // > 0: clip the global gradient L2 norm
   int64_t eval_every = 0;           // > 0: evaluate every N steps, else after each epoch
   bool keep_best = true;            // restore the weights with the best eval accuracy
+                                    // (next-token accuracy for sequence models)
   uint64_t seed = 0;                // shuffling order
 };
 
@@ -41,6 +44,11 @@ MCOMPRESS_SDK_API TrainOptions training_options_from(const Params& params, uint6
 // Computes the loss of one batch given the model's output on batch.inputs.
 using LossFunction = std::function<torch::Tensor(const Batch& batch, const torch::Tensor& output)>;
 
+// Computes the loss of one batch by running the model itself, for losses that
+// need more than its output (intermediate features, gradients with respect to
+// the input, sequences the model generates). The model is in training mode.
+using ModelLoss = std::function<torch::Tensor(torch::jit::Module& model, const Batch& batch)>;
+
 struct TrainSummary {
   int64_t steps = 0;
   int64_t samples = 0;
@@ -51,12 +59,26 @@ struct TrainSummary {
   int64_t best_step = 0;
 };
 
+// The summary as a pass's PassResult::stats, with the same keys for every training pass.
+MCOMPRESS_SDK_API nlohmann::json to_json(const TrainSummary& summary);
+
 // Trains `model` in place on `train`. `eval` (a validation set) may be null (no evaluation, no
 // best-weights selection). Leaves the model in eval mode.
 MCOMPRESS_SDK_API TrainSummary train_model(torch::jit::Module& model, const Dataset& train,
                                            const Dataset* eval, const TrainOptions& options,
                                            const LossFunction& loss, Progress& progress,
                                            Logger& log);
+
+// The same loop with a loss that runs the model itself.
+MCOMPRESS_SDK_API TrainSummary train_model(torch::jit::Module& model, const Dataset& train,
+                                           const Dataset* eval, const TrainOptions& options,
+                                           const ModelLoss& loss, Progress& progress,
+                                           Logger& log);
+
+// Mean cross-entropy of logits against class ids: output [N, classes] with
+// targets [N], or a sequence model's output [N, T, classes] with targets [N, T].
+MCOMPRESS_SDK_API torch::Tensor cross_entropy(const torch::Tensor& output,
+                                              const torch::Tensor& targets);
 
 // Cross-entropy against batch.targets: the plain supervised loss.
 MCOMPRESS_SDK_API LossFunction cross_entropy_loss();
