@@ -13,6 +13,8 @@ packages=(
   dataset-fashion-mnist
   # Tests and benchmarks script reference models with Debian's PyTorch.
   python3 python3-torch python3-torchvision
+  # The comparison report (HTML + SVG) is checked in headless Chromium.
+  chromium
 )
 
 missing=()

@@ -147,7 +147,7 @@ TEST(LanguageModelProbes, MeasureBitsPerCharacterAndWriteASample) {
   auto model = build_zoo_model("char_lm", {{"width", 16}, {"layers", 1}, {"heads", 2}, {"context", 8}},
                                data.num_classes, 8);
   ProbeSpec spec;
-  spec.enabled = {"accuracy", "perplexity", "params"};
+  spec.enabled = {"accuracy", "perplexity", "params", "macs"};
   NullProgress progress;
   const auto metrics = run_probes(model, &data, data.inputs.slice(0, 0, 1), spec, progress);
   const auto scores = evaluate_language_model(model, data, 256, progress);
@@ -155,6 +155,8 @@ TEST(LanguageModelProbes, MeasureBitsPerCharacterAndWriteASample) {
   EXPECT_NEAR(metrics.at("perplexity"), scores.perplexity, 1e-9);
   EXPECT_NEAR(metrics.at("cross_entropy"), scores.cross_entropy, 1e-9);
   EXPECT_NEAR(metrics.at("accuracy"), scores.accuracy, 1e-12);
+  // Every linear weight is used once per position of the 8-token example.
+  EXPECT_GT(metrics.at("macs"), metrics.at("params"));
 
   const auto sample = text_sample(model, data, 20, 3);
   EXPECT_EQ(sample.prompt, "to be or");

@@ -8,10 +8,14 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <sstream>
 
+#include <mcompress/sdk/channel_count_rewrite.h>
 #include <mcompress/sdk/channel_pruning.h>
+#include <mcompress/sdk/pruning_criteria.h>
+#include <mcompress/sdk/structured_pruning.h>
 #include <mcompress/sdk/dependency_graph.h>
 #include <mcompress/sdk/error.h>
 #include <mcompress/sdk/evaluate.h>
@@ -284,18 +288,26 @@ void expect_pruning_equals_cutting_channels_off(const Module& model, const torch
   Module reference = deep_copy(model);
   const auto graph = mcompress::analyze_dependencies(pruned, input);
   torch::NoGradGuard no_grad;
+  std::vector<mcompress::GroupSelection> selections;
   for (const ChannelGroup* group : graph.prunable_groups()) {
     const torch::Tensor order = torch::randperm(group->size);
-    const int64_t keep = group->size / 2 + 1;
-    mcompress::prune_channels(pruned, *group, std::get<0>(order.slice(0, 0, keep).sort()));
-    const torch::Tensor removed = order.slice(0, keep);
+    int64_t keep = group->size / 2 + 1;
+    keep = (keep + group->parts - 1) / group->parts * group->parts;
+    torch::Tensor kept = group->parts > 1
+                             ? mcompress::select_channels(torch::rand({group->size}), keep, group->parts)
+                             : std::get<0>(order.slice(0, 0, keep).sort());
+    auto mask = torch::ones({group->size}, torch::kBool);
+    mask.index_fill_(0, kept, false);
+    const torch::Tensor removed = mask.nonzero().reshape({-1});
+    selections.push_back({group, std::vector<int64_t>(kept.data_ptr<int64_t>(), kept.data_ptr<int64_t>() + kept.numel())});
     for (const auto& member : group->members) {
       if (member.role != MemberRole::Consumer || member.kind != MemberKind::Parameter) continue;
       const auto entries = (removed.unsqueeze(1) * member.block_size +
-                            torch::arange(member.block_size).unsqueeze(0)).reshape({-1});
+                            torch::arange(member.block_size).unsqueeze(0)).reshape({-1}) + member.offset;
       attr(reference, member.module_path, member.attribute).index_fill_(member.dim, entries, 0);
     }
   }
+  mcompress::apply_selections(pruned, selections);
   const torch::Tensor expected = run(reference, input);
   const torch::Tensor actual = run(pruned, input);
   ASSERT_EQ(actual.sizes(), expected.sizes());
@@ -381,35 +393,124 @@ TEST(DependencyGraph, AnalysisLeavesTheModelAsItWas) {
   EXPECT_TRUE(torch::equal(mean_before, attr(model, "bn1", "running_mean")));
 }
 
-TEST(DependencyGraph, ConcatenationFreezesTheGroupsItTouchesWithAReason) {
+TEST(DependencyGraph, ConcatenationGivesEachInputItsIndexRange) {
   ModelBuilder b;
   Module m = b.module("Branches");
   m.register_module("left", b.conv(3, 4));
-  m.register_module("right", b.conv(3, 4));
-  m.register_module("merge", b.conv(8, 6));
+  m.register_module("right", b.conv(3, 6));
+  m.register_module("bn", b.batch_norm(13));
+  m.register_module("merge", b.conv(13, 6));
   m.register_module("fc", b.linear(6, 10));
+  // The raw input (3 channels, no group) sits between the two branches.
   m.define(R"(
 def forward(self, x):
-    x = torch.cat([torch.relu(self.left.forward(x)), torch.relu(self.right.forward(x))], 1)
-    x = torch.relu(self.merge.forward(x))
+    x = torch.cat([torch.relu(self.left.forward(x)), x, torch.relu(self.right.forward(x))], 1)
+    x = torch.relu(self.merge.forward(torch.relu(self.bn.forward(x))))
     x = torch.flatten(torch.adaptive_avg_pool2d(x, [1, 1]), 1)
     return self.fc.forward(x)
 )");
-  const auto graph = mcompress::analyze_dependencies(m, image_input());
-  for (const char* layer : {"left", "right"}) {
-    const auto* group = group_named(graph, layer);
-    ASSERT_NE(group, nullptr);
-    EXPECT_TRUE(group->frozen) << layer;
-    EXPECT_NE(group->frozen_reason.find("aten::cat"), std::string::npos) << group->frozen_reason;
-  }
-  EXPECT_FALSE(group_named(graph, "merge")->frozen) << describe(graph);
-
-  // The rest still prunes, and the model still runs.
   const torch::Tensor input = image_input();
+  const auto graph = mcompress::analyze_dependencies(m, input);
+  const auto* left = group_named(graph, "left");
+  const auto* right = group_named(graph, "right");
+  ASSERT_TRUE(left && right) << describe(graph);
+  EXPECT_FALSE(left->frozen) << describe(graph);
+  EXPECT_FALSE(right->frozen) << describe(graph);
+  auto member = [](const ChannelGroup& g, const std::string& name) {
+    return *std::find_if(g.members.begin(), g.members.end(),
+                         [&](const ChannelMember& x) { return x.full_name() == name; });
+  };
+  EXPECT_EQ(member(*left, "merge.weight").offset, 0);
+  EXPECT_EQ(member(*right, "merge.weight").offset, 7);  // after 4 + 3 channels
+  EXPECT_EQ(member(*right, "merge.weight").extent, 13);
+  EXPECT_EQ(member(*right, "bn.running_mean").offset, 7);
+  expect_pruning_equals_cutting_channels_off(m, input);
+
   prune_by_l2(m, input, 0.5);
-  EXPECT_EQ(attr(m, "merge", "weight").size(0), 3);
-  EXPECT_EQ(attr(m, "left", "weight").size(0), 4);
+  EXPECT_EQ(attr(m, "left", "weight").size(0), 2);
+  EXPECT_EQ(attr(m, "right", "weight").size(0), 3);
+  EXPECT_EQ(attr(m, "bn", "weight").size(0), 2 + 3 + 3);
+  EXPECT_EQ(attr(m, "merge", "weight").sizes(), (std::vector<int64_t>{3, 8, 3, 3}));
   EXPECT_EQ(run(m, input).sizes(), (std::vector<int64_t>{1, 10}));
+}
+
+// DenseNet's pattern: features = [x]; features.append(layer(features)); cat(features).
+TEST(DependencyGraph, ListsBuiltWithAppendConcatenateWhatTheyHoldAtThatPoint) {
+  ModelBuilder b;
+  Module m = b.module("Dense");
+  m.register_module("stem", b.conv(3, 4));
+  m.register_module("layer1", b.conv(4, 2));
+  m.register_module("layer2", b.conv(6, 2));
+  m.register_module("head", b.conv(8, 5));
+  m.register_module("fc", b.linear(5, 10));
+  m.define(R"(
+def forward(self, x):
+    features = [torch.relu(self.stem.forward(x))]
+    features.append(torch.relu(self.layer1.forward(torch.cat(features, 1))))
+    features.append(torch.relu(self.layer2.forward(torch.cat(features, 1))))
+    x = torch.relu(self.head.forward(torch.cat(features, 1)))
+    return self.fc.forward(torch.flatten(torch.adaptive_avg_pool2d(x, [1, 1]), 1))
+)");
+  const torch::Tensor input = image_input();
+  const auto graph = mcompress::analyze_dependencies(m, input);
+  for (const char* layer : {"stem", "layer1", "layer2", "head"}) {
+    ASSERT_NE(group_named(graph, layer), nullptr) << describe(graph);
+    EXPECT_FALSE(group_named(graph, layer)->frozen) << describe(graph);
+  }
+  EXPECT_TRUE(has_member(*group_named(graph, "stem"), "layer2.weight", 1));
+  EXPECT_TRUE(has_member(*group_named(graph, "layer1"), "head.weight", 1));
+  expect_pruning_equals_cutting_channels_off(m, input);
+}
+
+TEST(DependencyGraph, ListsUsedInOtherWaysFreezeWhatTheyHold) {
+  ModelBuilder b;
+  Module m = b.module("Stacked");
+  m.register_module("a", b.conv(3, 4));
+  m.register_module("c", b.conv(3, 4));
+  m.register_module("fc", b.linear(4, 10));
+  m.define(R"(
+def forward(self, x):
+    y = torch.stack([self.a.forward(x), self.c.forward(x)], 0).sum(0)
+    return self.fc.forward(torch.flatten(torch.adaptive_avg_pool2d(y, [1, 1]), 1))
+)");
+  const auto graph = mcompress::analyze_dependencies(m, image_input());
+  ASSERT_NE(group_named(graph, "a"), nullptr);
+  EXPECT_TRUE(group_named(graph, "a")->frozen);
+  EXPECT_NE(group_named(graph, "a")->frozen_reason.find("aten::stack"), std::string::npos)
+      << group_named(graph, "a")->frozen_reason;
+}
+
+TEST(DependencyGraph, GroupNormKeepsItsGroupsAndPrunesEqualPartsOfEach) {
+  ModelBuilder b;
+  Module m = b.module("WithGroupNorm");
+  m.register_module("conv", b.conv(3, 8));
+  Module gn = b.module("GroupNorm");
+  ModelBuilder::add_parameter(gn, "weight", torch::rand({8}) + 0.5);
+  ModelBuilder::add_parameter(gn, "bias", torch::randn({8}) * 0.1);
+  gn.define("def forward(self, x):\n    return torch.group_norm(x, 2, self.weight, self.bias, 1e-05, False)\n");
+  m.register_module("gn", gn);
+  m.register_module("conv2", b.conv(8, 4));
+  m.register_module("fc", b.linear(4, 10));
+  m.define(R"(
+def forward(self, x):
+    x = torch.relu(self.gn.forward(self.conv.forward(x)))
+    x = torch.relu(self.conv2.forward(x))
+    return self.fc.forward(torch.flatten(torch.adaptive_avg_pool2d(x, [1, 1]), 1))
+)");
+  const torch::Tensor input = image_input();
+  const auto graph = mcompress::analyze_dependencies(m, input);
+  const auto* conv = group_named(graph, "conv");
+  ASSERT_NE(conv, nullptr);
+  EXPECT_FALSE(conv->frozen) << describe(graph);
+  EXPECT_EQ(conv->parts, 2);
+  EXPECT_TRUE(has_member(*conv, "gn.weight", 0));
+  // Channels 0..3 form GroupNorm group 0: the best two of each half survive.
+  const auto kept = mcompress::select_channels(torch::tensor({9., 1., 8., 2., 0.5, 0.6, 0.7, 0.1}), 4, 2);
+  EXPECT_TRUE(torch::equal(kept, torch::tensor({0, 2, 5, 6}, torch::kLong)));
+  Module copy = deep_copy(m);
+  auto results = prune_by_l2(copy, input, 0.3);  // 5.6 -> rounded to a multiple of 2
+  EXPECT_EQ(attr(copy, "gn", "weight").size(0), 6);
+  EXPECT_EQ(run(copy, input).sizes(), (std::vector<int64_t>{1, 10}));
 }
 
 TEST(DependencyGraph, ViewThatHardCodesTheChannelCountFreezesItsGroup) {
@@ -540,6 +641,255 @@ def forward(self, x):
   prune_by_l2(m, input, 0.25);
   EXPECT_EQ(attr(m, "ln", "bias").size(0), 12);
   EXPECT_EQ(run(m, input).sizes(), (std::vector<int64_t>{2, 5, 4}));
+}
+
+// Scripted nn.Conv2d / nn.LayerNorm keep groups and normalized_shape as
+// constants in their code; the rewrite makes them follow the weights.
+TEST(ChannelCountRewrite, ConstantDepthwiseGroupsAndLayerNormShapesBecomePrunable) {
+  ModelBuilder b;
+  Module m = b.module("ConstantCounts");
+  m.register_module("conv", b.conv(3, 8));
+  m.register_module("dw", b.depthwise_conv(8, /*groups_in_attribute=*/false));
+  m.register_module("pw", b.conv(8, 6));
+  Module ln = b.module("ConstantLayerNorm");
+  ModelBuilder::add_parameter(ln, "weight", torch::rand({6}) + 0.5);
+  ModelBuilder::add_parameter(ln, "bias", torch::randn({6}) * 0.1);
+  ln.define("def forward(self, x):\n    return torch.layer_norm(x, [6], self.weight, self.bias, 1e-05, False)\n");
+  m.register_module("ln", ln);
+  m.register_module("fc", b.linear(6, 4));
+  m.define(R"(
+def forward(self, x):
+    x = self.pw.forward(torch.relu(self.dw.forward(torch.relu(self.conv.forward(x)))))
+    x = torch.flatten(torch.adaptive_avg_pool2d(x, [1, 1]), 1)
+    return self.fc.forward(torch.gelu(self.ln.forward(x)))
+)");
+  const torch::Tensor input = image_input();
+  const torch::Tensor before = run(m, input);  // compiles the original code first
+  const auto frozen = mcompress::analyze_dependencies(m, input);
+  EXPECT_TRUE(group_named(frozen, "conv")->frozen);
+  EXPECT_TRUE(group_named(frozen, "pw")->frozen);
+
+  std::vector<std::string> rewrites;
+  Module rewritten = mcompress::with_channel_counts_following_weights(m, &rewrites);
+  EXPECT_EQ(rewrites, (std::vector<std::string>{"dw: groups", "ln: normalized_shape"}));
+  EXPECT_TRUE(torch::equal(run(rewritten, input), before));
+  const auto graph = mcompress::analyze_dependencies(rewritten, input);
+  EXPECT_FALSE(group_named(graph, "conv")->frozen) << describe(graph);
+  EXPECT_FALSE(group_named(graph, "pw")->frozen) << describe(graph);
+  EXPECT_EQ(group_named(graph, "conv"), group_named(graph, "dw"));
+
+  prune_by_l2(rewritten, input, 0.5);
+  EXPECT_EQ(attr(rewritten, "dw", "weight").size(0), 4);
+  EXPECT_EQ(attr(rewritten, "ln", "weight").size(0), 3);
+  EXPECT_EQ(run(rewritten, input).sizes(), (std::vector<int64_t>{1, 4}));
+  // The original shares no code with the rewritten copy and still runs as before.
+  EXPECT_TRUE(torch::equal(run(m, input), before));
+  expect_python_agrees(rewritten, {2, 3, 8, 8}, "rewritten");
+}
+
+TEST(ChannelCountRewrite, LeavesGroupedConvolutionsThatAreNotDepthwiseAlone) {
+  ModelBuilder b;
+  Module m = b.module("Grouped");
+  Module grouped = b.module("GroupedConv");
+  ModelBuilder::add_parameter(grouped, "weight", torch::randn({8, 4, 3, 3}));
+  grouped.define("def forward(self, x):\n    return torch.conv2d(x, self.weight, None, [1, 1], [1, 1], [1, 1], 2)\n");
+  m.register_module("grouped", grouped);
+  m.define("def forward(self, x):\n    return self.grouped.forward(x)\n");
+  std::vector<std::string> rewrites;
+  Module rewritten = mcompress::with_channel_counts_following_weights(m, &rewrites);
+  EXPECT_TRUE(rewrites.empty());
+  const torch::Tensor input = torch::randn({1, 8, 6, 6});
+  EXPECT_TRUE(torch::equal(run(rewritten, input), run(m, input)));
+}
+
+// ---------------------------------------------------------------------------
+// Allocation
+
+// fc1 -> fc2 -> fc3 -> out, with all of fc1's weak channels made obvious.
+Module make_deep_mlp() {
+  ModelBuilder b;
+  Module m = b.module("DeepMLP");
+  m.register_module("fc1", b.linear(8, 32));
+  m.register_module("fc2", b.linear(32, 32));
+  m.register_module("fc3", b.linear(32, 16));
+  m.register_module("out", b.linear(16, 4));
+  m.define(R"(
+def forward(self, x):
+    x = torch.relu(self.fc1.forward(x))
+    x = torch.relu(self.fc2.forward(x))
+    x = torch.relu(self.fc3.forward(x))
+    return self.out.forward(x)
+)");
+  return m;
+}
+
+int64_t rows(const Module& m, const std::string& layer) { return attr(m, layer, "weight").size(0); }
+
+std::vector<mcompress::GroupPruneResult> prune_with(Module& model, const torch::Tensor& input,
+                                                    const mcompress::PruneOptions& options) {
+  auto graph = mcompress::analyze_dependencies(model, input);
+  return mcompress::prune_groups(model, graph, options, [&](const ChannelGroup& group) {
+    return mcompress::group_l2_importance(model, group);
+  }, input);
+}
+
+TEST(Allocation, GlobalRemovesTheWeakestChannelsWhereverTheyAre) {
+  Module model = make_deep_mlp();
+  {
+    torch::NoGradGuard no_grad;
+    // Half of fc1's channels are almost dead; fc2 and fc3 are uniform.
+    attr(model, "fc1", "weight").slice(0, 0, 16).mul_(1e-3);
+    attr(model, "fc1", "bias").slice(0, 0, 16).mul_(1e-3);
+    attr(model, "fc2", "weight").slice(1, 0, 16).mul_(1e-3);
+  }
+  mcompress::PruneOptions options;
+  options.sparsity = 0.2;  // 16 of 80 channels
+  options.allocation = mcompress::Allocation::Global;
+  const auto results = prune_with(model, torch::randn({1, 8}), options);
+  EXPECT_EQ(rows(model, "fc1"), 16);
+  EXPECT_EQ(rows(model, "fc2"), 32);
+  EXPECT_EQ(rows(model, "fc3"), 16);
+  EXPECT_EQ(results[0].allocation, "global");
+}
+
+TEST(Allocation, GlobalNeverEmptiesAGroupBeyondItsCap) {
+  Module model = make_deep_mlp();
+  {
+    torch::NoGradGuard no_grad;
+    // 28 of fc1's 32 channels are weak next to the other four.
+    attr(model, "fc1", "weight").slice(0, 0, 28).mul_(1e-3);
+    attr(model, "fc1", "bias").slice(0, 0, 28).mul_(1e-3);
+    attr(model, "fc2", "weight").slice(1, 0, 28).mul_(1e-3);
+  }
+  mcompress::PruneOptions options;
+  options.sparsity = 0.5;
+  options.allocation = mcompress::Allocation::Global;
+  options.max_group_sparsity = 0.75;
+  prune_with(model, torch::randn({1, 8}), options);
+  EXPECT_EQ(rows(model, "fc1"), 8);  // at most 75% of 32 removed
+  EXPECT_EQ(rows(model, "fc1") + rows(model, "fc2") + rows(model, "fc3"), 40);
+}
+
+TEST(Allocation, MacsTargetsRemoveThatFractionOfTheMacs) {
+  for (auto allocation : {mcompress::Allocation::Uniform, mcompress::Allocation::Global}) {
+    Module model = make_cnn();
+    const torch::Tensor input = image_input();
+    const double before = static_cast<double>(mcompress::count_macs(model, input));
+    mcompress::PruneOptions options;
+    options.sparsity = 0.6;
+    options.target = mcompress::SparsityTarget::Macs;
+    options.allocation = allocation;
+    prune_with(model, input, options);
+    const double after = static_cast<double>(mcompress::count_macs(model, input));
+    EXPECT_LE(after, 0.4 * before * 1.001);
+    EXPECT_GE(after, 0.3 * before);  // close to the target, not far beyond it
+  }
+}
+
+TEST(Allocation, MacEstimateMatchesTheMacsOfThePrunedModel) {
+  Module model = make_residual();
+  const torch::Tensor input = image_input();
+  const auto graph = mcompress::analyze_dependencies(model, input);
+  const mcompress::MacEstimator macs(model, graph, input);
+  EXPECT_EQ(macs.total(), mcompress::count_macs(model, input));
+  std::vector<int64_t> kept;
+  for (const auto& g : graph.groups) kept.push_back(g.frozen ? g.size : g.size / 2);
+  const int64_t estimate = macs.estimate(kept);
+  prune_by_l2(model, input, 0.5);
+  EXPECT_EQ(estimate, mcompress::count_macs(model, input));
+}
+
+TEST(Allocation, OverridesTargetsIgnoreAndRoundTo) {
+  const torch::Tensor input = torch::randn({1, 8});
+  {
+    Module model = make_deep_mlp();
+    mcompress::PruneOptions options;
+    options.sparsity = 0.5;
+    options.overrides = {mcompress::parse_sparsity_override("fc2=0.25"),
+                         mcompress::parse_sparsity_override("fc*=0")};
+    const auto results = prune_with(model, input, options);
+    EXPECT_EQ(rows(model, "fc1"), 32);
+    EXPECT_EQ(rows(model, "fc2"), 24);
+    EXPECT_EQ(results[1].allocation, "override fc2");
+  }
+  {
+    Module model = make_deep_mlp();
+    mcompress::PruneOptions options;
+    options.sparsity = 0.5;
+    options.targets = {"fc1", "fc3"};
+    options.ignore = {"fc3"};
+    const auto results = prune_with(model, input, options);
+    EXPECT_EQ(rows(model, "fc1"), 16);
+    EXPECT_EQ(rows(model, "fc2"), 32);
+    EXPECT_EQ(rows(model, "fc3"), 16);
+    EXPECT_EQ(results[1].allocation, "not targeted");
+    EXPECT_EQ(results[2].allocation, "ignored (fc3)");
+  }
+  {
+    Module model = make_deep_mlp();
+    mcompress::PruneOptions options;
+    options.sparsity = 0.3;
+    options.allocation = mcompress::Allocation::Global;
+    options.round_to = 8;
+    prune_with(model, input, options);
+    for (const char* layer : {"fc1", "fc2", "fc3"}) EXPECT_EQ(rows(model, layer) % 8, 0) << layer;
+  }
+  EXPECT_THROW(mcompress::parse_sparsity_override("fc1"), mcompress::Error);
+  EXPECT_THROW(mcompress::parse_sparsity_override("fc1=x"), mcompress::Error);
+  EXPECT_THROW(mcompress::parse_sparsity_override("fc1=1.5"), mcompress::Error);
+  EXPECT_TRUE(mcompress::matches_pattern("layer4.*", "layer4.0.conv1"));
+  EXPECT_FALSE(mcompress::matches_pattern("layer4.*", "layer3.0.conv1"));
+}
+
+TEST(Allocation, StepSparsitiesCompoundToTheTarget) {
+  double remaining = 1.0;
+  for (int64_t step = 1; step <= 3; ++step) remaining *= 1.0 - mcompress::step_sparsity(0.6, step, 3);
+  EXPECT_NEAR(remaining, 0.4, 1e-12);
+  EXPECT_NEAR(mcompress::step_sparsity(0.5, 1, 1), 0.5, 1e-12);
+}
+
+// ---------------------------------------------------------------------------
+// Criteria that run the model
+
+mcompress::Dataset random_dataset(at::IntArrayRef sample_shape, int64_t n, int64_t classes) {
+  mcompress::Dataset data;
+  std::vector<int64_t> shape{n};
+  shape.insert(shape.end(), sample_shape.begin(), sample_shape.end());
+  data.inputs = torch::randn(shape);
+  data.targets = torch::randint(classes, {n}, torch::kLong);
+  data.num_classes = classes;
+  return data;
+}
+
+TEST(Criteria, TaylorAndActivationScoresRankADeadChannelLowest) {
+  Module model = make_cnn();
+  {
+    torch::NoGradGuard no_grad;
+    attr(model, "conv1", "weight")[3].zero_();
+    attr(model, "conv1", "bias")[3].fill_(-1.0);  // always negative before the ReLU
+  }
+  const auto graph = mcompress::analyze_dependencies(model, image_input());
+  const auto data = random_dataset({3, 8, 8}, 64, 10);
+  mcompress::CalibrationOptions calibration;
+  calibration.batches = 2;
+  calibration.batch_size = 16;
+  const int64_t conv1 = group_named(graph, "conv1")->id;
+  const torch::Tensor weight_before = attr(model, "conv2", "weight").clone();
+
+  const auto taylor = mcompress::taylor_importance(model, graph, data, calibration);
+  ASSERT_EQ(taylor.size(), graph.groups.size());
+  EXPECT_EQ(taylor[conv1].argmin().item<int64_t>(), 3) << taylor[conv1];
+  EXPECT_FALSE(taylor[group_named(graph, "fc")->id].defined());  // frozen
+  // The model is as it was: no gradients left, flags restored, weights unchanged.
+  EXPECT_FALSE(attr(model, "conv2", "weight").grad().defined());
+  EXPECT_TRUE(attr(model, "conv2", "weight").requires_grad());
+  EXPECT_TRUE(torch::equal(attr(model, "conv2", "weight"), weight_before));
+
+  for (auto statistic : {mcompress::ActivationStatistic::MeanAbsolute, mcompress::ActivationStatistic::NonZero}) {
+    const auto scores = mcompress::activation_importance(model, graph, data, statistic, calibration);
+    EXPECT_EQ(scores[conv1].argmin().item<int64_t>(), 3) << scores[conv1];
+    EXPECT_EQ(scores[conv1][3].item<double>(), 0.0);
+  }
 }
 
 // ---------------------------------------------------------------------------
@@ -721,30 +1071,36 @@ TEST_F(TorchvisionModels, Resnet18ResidualStagesAreMergedGroups) {
 TEST_F(TorchvisionModels, PruningEqualsCuttingChannelsOff) {
   for (const std::string name : {"resnet18", "mobilenet_v2", "squeezenet1_1"}) {
     SCOPED_TRACE(name);
-    expect_pruning_equals_cutting_channels_off(load(name), torch::randn({1, 3, 32, 32}));
+    const Module model = mcompress::with_channel_counts_following_weights(load(name));
+    expect_pruning_equals_cutting_channels_off(model, torch::randn({1, 3, 32, 32}));
   }
 }
 
-TEST_F(TorchvisionModels, MobileNetV2AndSqueezeNetPruneWhatIsSafeAndStillRun) {
-  for (const std::string name : {"mobilenet_v2", "squeezenet1_1"}) {
-    Module model = load(name);
-    const torch::Tensor input = torch::randn({1, 3, 32, 32});
+TEST_F(TorchvisionModels, MobileNetV2DepthwiseAndSqueezeNetConcatenationGroupsArePrunable) {
+  const torch::Tensor input = torch::randn({1, 3, 32, 32});
+  {
+    const Module model = mcompress::with_channel_counts_following_weights(load("mobilenet_v2"));
     const auto graph = mcompress::analyze_dependencies(model, input);
-    EXPECT_FALSE(graph.prunable_groups().empty()) << name << "\n" << describe(graph);
-    const std::string expected_reason = name == "mobilenet_v2" ? "depthwise" : "aten::cat";
-    const bool reason_found = std::any_of(graph.groups.begin(), graph.groups.end(), [&](const auto& g) {
-      return g.frozen_reason.find(expected_reason) != std::string::npos;
-    });
-    EXPECT_TRUE(reason_found) << name << "\n" << describe(graph);
-    const int64_t params_before = mcompress::count_parameters(model);
-    prune_by_l2(model, input, 0.5);
-    EXPECT_LT(mcompress::count_parameters(model), params_before) << name;
-    EXPECT_EQ(run(model, input).sizes(), (std::vector<int64_t>{1, 10})) << name;
+    // The expansion conv, its depthwise conv and the projection's input are one group.
+    const auto* expand = group_named(graph, "features.2.conv.0.0");
+    ASSERT_NE(expand, nullptr) << describe(graph);
+    EXPECT_FALSE(expand->frozen) << describe(graph);
+    EXPECT_TRUE(has_member(*expand, "features.2.conv.1.0.weight", 0));
+    EXPECT_TRUE(has_member(*expand, "features.2.conv.2.weight", 1));
+    EXPECT_EQ(graph.frozen_groups().size(), 1u) << describe(graph);  // only the classifier
+  }
+  {
+    const Module model = load("squeezenet1_1");
+    const auto graph = mcompress::analyze_dependencies(model, input);
+    const auto* expand = group_named(graph, "features.3.expand3x3");
+    ASSERT_NE(expand, nullptr) << describe(graph);
+    EXPECT_FALSE(expand->frozen) << describe(graph);
+    EXPECT_TRUE(has_member(*expand, "features.4.squeeze.weight", 1));
   }
 }
 
 // ---------------------------------------------------------------------------
-// The plugin, loaded the way a host loads it.
+// The plugins, loaded the way a host loads them.
 
 class CollectingRegistry : public mcompress::PassRegistry {
  public:
@@ -759,9 +1115,11 @@ class RecordingLogger : public mcompress::Logger {
 };
 
 // Loaded once and never unloaded: the pass objects come from the library.
-const mcompress::Pass& magnitude_prune_pass() {
-  static CollectingRegistry* registry = [] {
-    const fs::path file = fs::path(MCOMPRESS_PLUGIN_DIR) / "magnitude_prune.so";
+const mcompress::Pass& pruning_pass(const std::string& name) {
+  static std::map<std::string, CollectingRegistry*> registries;
+  auto& registry = registries[name];
+  if (!registry) {
+    const fs::path file = fs::path(MCOMPRESS_PLUGIN_DIR) / (name + ".so");
     void* library = dlopen(file.c_str(), RTLD_NOW | RTLD_LOCAL);
     if (!library) throw std::runtime_error("cannot load " + file.string() + ": " + dlerror());
     // Boost.DLL's alias is a variable holding the entry function's address.
@@ -769,17 +1127,17 @@ const mcompress::Pass& magnitude_prune_pass() {
     if (!alias) throw std::runtime_error("no entry symbol in " + file.string());
     auto entry = reinterpret_cast<mcompress_plugin_entry_fn>(const_cast<void*>(*alias));
     const mcompress_plugin_info* info = entry();
-    if (std::string(info->plugin_name) != "magnitude_prune" ||
-        info->sdk_major != MCOMPRESS_SDK_VERSION_MAJOR) {
+    if (std::string(info->plugin_name) != name || info->sdk_major != MCOMPRESS_SDK_VERSION_MAJOR) {
       throw std::runtime_error("unexpected plugin info");
     }
-    auto* collected = new CollectingRegistry;
-    info->register_passes(collected);
-    return collected;
-  }();
+    registry = new CollectingRegistry;
+    info->register_passes(registry);
+  }
   if (registry->passes.size() != 1) throw std::runtime_error("expected one pass");
   return *registry->passes.front();
 }
+
+const mcompress::Pass& magnitude_prune_pass() { return pruning_pass("magnitude_prune"); }
 
 mcompress::Params default_params(const mcompress::PassInfo& info) {
   mcompress::Params params;
@@ -787,19 +1145,32 @@ mcompress::Params default_params(const mcompress::PassInfo& info) {
   return params;
 }
 
-TEST(MagnitudePrunePlugin, DeclaresItsParameters) {
-  const auto& info = magnitude_prune_pass().info();
-  EXPECT_EQ(info.name, "magnitude_prune");
-  EXPECT_EQ(info.kind, mcompress::PassKind::Prune);
-  EXPECT_FALSE(info.summary.empty());
-  ASSERT_EQ(info.params.size(), 3u);
-  EXPECT_EQ(info.params[0].name, "sparsity");
-  EXPECT_EQ(std::get<double>(*info.params[0].default_value), 0.5);
-  EXPECT_EQ(*info.params[0].max, 0.95);
-  EXPECT_EQ(info.params[1].name, "norm");
-  EXPECT_EQ(info.params[1].choices, (std::vector<std::string>{"l1", "l2"}));
-  EXPECT_EQ(info.params[2].name, "round_to");
-  EXPECT_EQ(*info.params[2].max, 1024);
+const mcompress::ParamSpec* spec_named(const mcompress::PassInfo& info, const std::string& name) {
+  for (const auto& spec : info.params) {
+    if (spec.name == name) return &spec;
+  }
+  return nullptr;
+}
+
+TEST(PruningPlugins, DeclareTheCommonParametersAndTheirCriterion) {
+  for (const std::string name : {"magnitude_prune", "gradient_prune", "activation_prune"}) {
+    const auto& info = pruning_pass(name).info();
+    EXPECT_EQ(info.name, name);
+    EXPECT_EQ(info.kind, mcompress::PassKind::Prune);
+    EXPECT_FALSE(info.summary.empty());
+    for (const auto& common : mcompress::pruning_param_specs()) {
+      EXPECT_NE(spec_named(info, common.name), nullptr) << name << " lacks " << common.name;
+    }
+    EXPECT_EQ(info.needs.calibration_data, name != "magnitude_prune") << name;
+  }
+  const auto& magnitude = magnitude_prune_pass().info();
+  EXPECT_EQ(std::get<double>(*spec_named(magnitude, "sparsity")->default_value), 0.5);
+  EXPECT_EQ(*spec_named(magnitude, "sparsity")->max, 0.95);
+  EXPECT_EQ(spec_named(magnitude, "norm")->choices, (std::vector<std::string>{"l1", "l2"}));
+  EXPECT_EQ(*spec_named(magnitude, "round_to")->max, 1024);
+  EXPECT_EQ(spec_named(pruning_pass("activation_prune").info(), "statistic")->choices,
+            (std::vector<std::string>{"mean_abs", "apoz"}));
+  EXPECT_NE(spec_named(pruning_pass("gradient_prune").info(), "calibration_batches"), nullptr);
 }
 
 struct PluginRun {
@@ -807,7 +1178,8 @@ struct PluginRun {
   RecordingLogger log;
 };
 
-PluginRun run_plugin(Module& model, const torch::Tensor& input, mcompress::Params params) {
+PluginRun run_plugin(const mcompress::Pass& pass, Module& model, const torch::Tensor& input,
+                     mcompress::Params params, mcompress::DatasetPtr data = nullptr) {
   PluginRun run;
   mcompress::NullProgress progress;
   mcompress::PassContext context;
@@ -817,9 +1189,15 @@ PluginRun run_plugin(Module& model, const torch::Tensor& input, mcompress::Param
   context.params = &params;
   context.log = &run.log;
   context.progress = &progress;
-  run.result = magnitude_prune_pass().run(context);
+  context.calibration = data;
+  context.train = data;
+  run.result = pass.run(context);
   model = context.model;
   return run;
+}
+
+PluginRun run_plugin(Module& model, const torch::Tensor& input, mcompress::Params params) {
+  return run_plugin(magnitude_prune_pass(), model, input, std::move(params));
 }
 
 TEST(MagnitudePrunePlugin, PrunesThroughThePassInterfaceAndReportsWhatItDid) {
@@ -832,15 +1210,20 @@ TEST(MagnitudePrunePlugin, PrunesThroughThePassInterfaceAndReportsWhatItDid) {
       << run.result.summary;
   EXPECT_NE(run.result.summary.find("MACs "), std::string::npos) << run.result.summary;
   const auto& stats = run.result.stats;
-  ASSERT_EQ(stats.at("layers").size(), 2u) << stats.dump(2);
+  ASSERT_EQ(stats.at("layers").size(), 3u) << stats.dump(2);
   EXPECT_EQ(stats["layers"][1]["layer"], "conv2");
   EXPECT_EQ(stats["layers"][1]["channels_before"], 16);
   EXPECT_EQ(stats["layers"][1]["channels_after"], 8);
+  EXPECT_LT(stats["layers"][1]["macs_after"].get<int64_t>(), stats["layers"][1]["macs_before"].get<int64_t>());
+  EXPECT_LT(stats["layers"][2]["params_after"].get<int64_t>(), stats["layers"][2]["params_before"].get<int64_t>());
+  ASSERT_EQ(stats.at("groups").size(), 2u) << stats.dump(2);
+  EXPECT_EQ(stats["groups"][0]["allocation"], "uniform");
   EXPECT_LT(stats["params_after"].get<int64_t>(), stats["params_before"].get<int64_t>());
   EXPECT_LT(stats["macs_after"].get<int64_t>(), stats["macs_before"].get<int64_t>());
   ASSERT_EQ(stats.at("frozen_groups").size(), 1u);
   EXPECT_EQ(stats["frozen_groups"][0]["group"], "fc");
   EXPECT_NE(stats["frozen_groups"][0]["reason"].get<std::string>().find("model output"), std::string::npos);
+  EXPECT_EQ(stats["criterion"], "l1");
   ASSERT_FALSE(run.log.lines.empty());
   EXPECT_NE(run.log.lines[0].find("fc"), std::string::npos);
   EXPECT_EQ(mcompress::forward_tensor(model, input).sizes(), (std::vector<int64_t>{1, 10}));
@@ -880,6 +1263,46 @@ TEST(MagnitudePrunePlugin, RoundToKeepsMultiples) {
   run_plugin(model, torch::randn({1, 8}), params);
   EXPECT_EQ(attr(model, "fc1", "weight").size(0), 12);  // 11.2 -> 12
   EXPECT_EQ(attr(model, "fc2", "weight").size(0), 8);   // 8.4 -> 8
+}
+
+TEST(PruningPlugins, CalibrationCriteriaPruneWithDataAndRefuseWithoutIt) {
+  const auto data = std::make_shared<mcompress::Dataset>(random_dataset({3, 8, 8}, 64, 10));
+  for (const std::string name : {"gradient_prune", "activation_prune"}) {
+    const auto& pass = pruning_pass(name);
+    auto params = default_params(pass.info());
+    params.set("calibration_batches", int64_t{2});
+    params.set("calibration_batch_size", int64_t{16});
+    params.set("allocation", std::string("global"));
+    Module model = make_cnn();
+    const torch::Tensor input = image_input();
+    const auto run_result = run_plugin(pass, model, input, params, data);
+    EXPECT_EQ(run_result.result.summary.rfind("pruned 12 of 24 channels", 0), 0u) << run_result.result.summary;
+    EXPECT_EQ(run(model, input).sizes(), (std::vector<int64_t>{1, 10}));
+    Module untouched = make_cnn();
+    EXPECT_THROW(run_plugin(pass, untouched, input, params), mcompress::Error) << name;
+  }
+}
+
+TEST(PruningPlugins, IterativeStepsFineTuneBetweenStepsAndReachTheTarget) {
+  const auto data = std::make_shared<mcompress::Dataset>(random_dataset({3, 8, 8}, 64, 10));
+  auto params = default_params(magnitude_prune_pass().info());
+  params.set("steps", int64_t{3});
+  params.set("sparsity", 0.5);
+  params.set("finetune_batch_size", int64_t{32});
+  Module model = make_cnn();
+  const torch::Tensor input = image_input();
+  Module without_data = make_cnn();
+  EXPECT_THROW(run_plugin(magnitude_prune_pass(), without_data, input, params), mcompress::Error);
+  const auto run_result = run_plugin(magnitude_prune_pass(), model, input, params, data);
+  EXPECT_EQ(run_result.result.stats.at("steps"), 3);
+  EXPECT_NE(run_result.result.summary.find("in 3 steps"), std::string::npos) << run_result.result.summary;
+  EXPECT_EQ(attr(model, "conv1", "weight").size(0), 4);
+  EXPECT_EQ(attr(model, "conv2", "weight").size(0), 8);
+  // Fine-tuning ran between the steps, not after the last one.
+  const auto& lines = run_result.log.lines;
+  EXPECT_EQ(std::count_if(lines.begin(), lines.end(),
+                          [](const std::string& l) { return l.find("fine-tuning after step") != std::string::npos; }),
+            2);
 }
 
 }  // namespace

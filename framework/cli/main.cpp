@@ -10,7 +10,9 @@
 #include <chrono>
 #include <ctime>
 #include <iostream>
+#include <sstream>
 
+#include "mcompress/framework/compare.h"
 #include "mcompress/framework/plugin_host.h"
 #include "mcompress/framework/recipe.h"
 #include "mcompress/framework/runner.h"
@@ -36,6 +38,8 @@ const char* kUsage = R"(usage: mcompress <command> [options]
 commands:
   run RECIPE.yaml   validate and run a recipe   (mcompress run --help)
   run --resume DIR  continue an interrupted run from its last completed stage
+  compare SWEEP.yaml  run, rank and report many candidate pipelines (mcompress compare --help)
+  report DIR...     merge and rank the results of sweep directories (e.g. shards)
   plugins           list loaded plugins, their passes, and refused libraries
   explain PASS      show a pass's summary, needs and parameters
   zoo               list the built-in models
@@ -169,6 +173,111 @@ int command_run(const std::vector<std::string>& args) {
   return kExitFailed;
 }
 
+std::string this_executable() {
+  std::error_code ec;
+  auto exe = fs::read_symlink("/proc/self/exe", ec);
+  if (ec) throw std::runtime_error("cannot find the mcompress executable (/proc/self/exe)");
+  return exe.string();
+}
+
+void parse_shard(const std::string& text, mcompress::CompareOptions& options) {
+  int index = -1, count = 0;
+  char slash = 0;
+  std::istringstream in(text);
+  in >> index >> slash >> count;
+  if (!in || slash != '/' || count < 1 || index < 0 || index >= count || !in.eof()) {
+    throw po::error(fmt::format("--shard must be I/N with 0 <= I < N (e.g. 0/4), got '{}'", text));
+  }
+  options.shard_index = index;
+  options.shard_count = count;
+}
+
+void print_comparison(const mcompress::Comparison& comparison, const fs::path& dir, bool json) {
+  if (json) {
+    std::cout << mcompress::comparison_json(comparison).dump(2) << "\n";
+    return;
+  }
+  std::cout << "\n" << mcompress::comparison_table(comparison);
+  std::cout << "reports: " << (dir / "comparison.html").string() << " (.md, .csv, .json)\n";
+}
+
+int command_compare(const std::vector<std::string>& args) {
+  CommonOptions common;
+  std::string sweep_path, out_dir, shard = "0/1";
+  int jobs = 1;
+  bool dry_run = false;
+  po::options_description desc("mcompress compare SWEEP.yaml [options]");
+  desc.add_options()
+      ("sweep", po::value(&sweep_path), "sweep file")
+      ("out,o", po::value(&out_dir), "sweep directory (default: runs/<sweep name>); rerun to resume")
+      ("jobs,j", po::value(&jobs), "candidates run in parallel (child processes)")
+      ("shard", po::value(&shard), "run shard I of N (I/N, 0-based) of the candidates")
+      ("dry-run", po::bool_switch(&dry_run), "validate every candidate and list them; run nothing");
+  add_common(desc, common);
+  po::positional_options_description positional;
+  positional.add("sweep", 1);
+  auto vm = parse(args, desc, positional);
+  if (vm.count("help")) {
+    std::cout << desc;
+    return kExitOk;
+  }
+  if (common.json) common.quiet = true;
+  if (sweep_path.empty()) throw po::error("no sweep file given (mcompress compare SWEEP.yaml)");
+  mcompress::CompareOptions options;
+  parse_shard(shard, options);
+  options.jobs = jobs;
+  options.plugin_dirs = common.plugin_dirs;
+  options.executable = this_executable();
+
+  auto plugins = load_plugins(common);
+  mcompress::Sweep sweep;
+  try {
+    sweep = mcompress::load_sweep(sweep_path);
+    mcompress::validate_candidates(sweep, *plugins);
+  } catch (const mcompress::RecipeError& e) {
+    for (const auto& d : e.diagnostics()) std::cerr << mcompress::format_diagnostic(d) << "\n";
+    std::cerr << fmt::format("{} problem(s); nothing was run\n", e.diagnostics().size());
+    return kExitBadInput;
+  }
+  options.out_dir = out_dir.empty() ? fs::path("runs") / sweep.name : fs::path(out_dir);
+  if (dry_run) {
+    for (const auto& c : mcompress::shard_of(sweep.candidates, options.shard_index, options.shard_count)) {
+      std::cout << fmt::format("{:>3}  {}\n", c.index, c.name);
+      for (const auto& o : c.overrides) std::cout << "       --set " << o << "\n";
+    }
+    return kExitOk;
+  }
+  mcompress::TerminalLogger logger(common.quiet);
+  mcompress::TerminalProgress progress(common.quiet);
+  auto outcome = mcompress::run_sweep(sweep, options, logger, progress);
+  print_comparison(outcome.comparison, options.out_dir, common.json);
+  return kExitOk;
+}
+
+int command_report(const std::vector<std::string>& args) {
+  CommonOptions common;
+  std::vector<std::string> dirs;
+  std::string out_dir;
+  po::options_description desc("mcompress report DIR... [options]");
+  desc.add_options()
+      ("dirs", po::value(&dirs)->composing(), "sweep directories (shards of one sweep)")
+      ("out,o", po::value(&out_dir), "where to write comparison.* (default: the first DIR)");
+  add_common(desc, common);
+  po::positional_options_description positional;
+  positional.add("dirs", -1);
+  auto vm = parse(args, desc, positional);
+  if (vm.count("help") || dirs.empty()) {
+    std::cout << desc;
+    return dirs.empty() && !vm.count("help") ? kExitBadInput : kExitOk;
+  }
+  const auto comparison = mcompress::merge_sweep_results({dirs.begin(), dirs.end()});
+  const fs::path out = out_dir.empty() ? fs::path(dirs.front()) : fs::path(out_dir);
+  fs::create_directories(out);
+  mcompress::write_comparison(out.string(), comparison);
+  print_comparison(comparison, out, common.json);
+  return kExitOk;
+}
+
 int command_plugins(const std::vector<std::string>& args) {
   CommonOptions common;
   po::options_description desc("mcompress plugins [options]");
@@ -274,6 +383,8 @@ int main(int argc, char** argv) {
   args.erase(args.begin());
   try {
     if (command == "run") return command_run(args);
+    if (command == "compare") return command_compare(args);
+    if (command == "report") return command_report(args);
     if (command == "plugins") return command_plugins(args);
     if (command == "explain") return command_explain(args);
     if (command == "zoo") return command_zoo();

@@ -268,8 +268,7 @@ Module build_char_lm(LayerFactory& f, int64_t width, int64_t layers, int64_t hea
   m.define(R"(
 def forward(self, x: Tensor) -> Tensor:
     T = x.size(1)
-    if T > self.position_embedding.size(0):
-        raise RuntimeError("the sequence is longer than the model's context")
+    assert T <= self.position_embedding.size(0), "the sequence is longer than the model's context"
     h = torch.embedding(self.token_embedding, x) + self.position_embedding[:T]
 )" + body + R"(    return self.head.forward(self.ln_f.forward(h))
 )");

@@ -64,7 +64,8 @@ torch::Tensor gradient_times_input(const torch::Tensor& logits, const torch::Ten
   // needs the forward graph; a constant one lets it go.
   const auto gradient = torch::autograd::grad({chosen_logits(logits, classes)}, {inputs}, {},
                                               /*retain_graph=*/create_graph, create_graph)[0];
-  return gradient * inputs;
+  // The inputs are data: only the gradient's dependence on the weights matters.
+  return gradient * inputs.detach();
 }
 
 torch::Tensor input_attribution(const LogitsFunction& logits, const torch::Tensor& inputs,

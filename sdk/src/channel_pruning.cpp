@@ -4,6 +4,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <map>
+#include <tuple>
 
 #include <fmt/format.h>
 
@@ -11,16 +13,6 @@
 #include "mcompress/sdk/graph.h"
 
 namespace mcompress {
-
-int64_t keep_count(int64_t size, double sparsity, int64_t round_to, int64_t min_channels) {
-  if (size <= 0 || sparsity <= 0.0) return std::max<int64_t>(size, 0);
-  const double target = static_cast<double>(size) * (1.0 - sparsity);
-  int64_t keep = std::llround(target);
-  if (round_to > 1) keep = std::max<int64_t>(std::llround(target / round_to), 1) * round_to;
-  keep = std::max(keep, std::max<int64_t>(min_channels, 1));
-  return std::min(keep, size);
-}
-
 namespace {
 
 c10::IValue member_value(const torch::jit::Module& model, const ChannelMember& member) {
@@ -31,68 +23,111 @@ c10::IValue member_value(const torch::jit::Module& model, const ChannelMember& m
   return module.attr(member.attribute);
 }
 
-// Channel c of a block member owns entries [c*block, (c+1)*block) of its dim.
-torch::Tensor entry_indices(const torch::Tensor& channels, int64_t block) {
-  if (block == 1) return channels;
-  auto offsets = torch::arange(block, channels.options());
-  return (channels.unsqueeze(1) * block + offsets.unsqueeze(0)).reshape({-1});
-}
-
-void check_keep_indices(const ChannelGroup& group, const torch::Tensor& keep) {
-  if (keep.dim() != 1 || keep.scalar_type() != torch::kLong) {
-    throw Error(fmt::format("keep indices for group '{}' must be a 1-D int64 tensor", group.name));
-  }
-  if (keep.numel() == 0) {
+void check_keep_indices(const ChannelGroup& group, const std::vector<int64_t>& keep) {
+  if (keep.empty()) {
     throw Error(fmt::format("group '{}' would lose all its channels; keep at least one", group.name));
   }
-  const auto sorted = std::get<0>(keep.sort());
-  if (sorted[0].item<int64_t>() < 0 || sorted[-1].item<int64_t>() >= group.size) {
+  std::vector<int64_t> sorted = keep;
+  std::sort(sorted.begin(), sorted.end());
+  if (sorted.front() < 0 || sorted.back() >= group.size) {
     throw Error(fmt::format("keep indices for group '{}' must lie in [0, {})", group.name, group.size));
   }
-  if (keep.numel() > 1 && (sorted.slice(0, 1) == sorted.slice(0, 0, -1)).any().item<bool>()) {
+  if (std::adjacent_find(sorted.begin(), sorted.end()) != sorted.end()) {
     throw Error(fmt::format("keep indices for group '{}' contain duplicates", group.name));
   }
 }
 
-// Guards prune_channels' promise to leave the model untouched on error.
-void check_member(const torch::jit::Module& model, const ChannelGroup& group,
-                  const ChannelMember& member) {
-  const c10::IValue value = member_value(model, member);
-  const int64_t expected = group.size * member.block_size;
-  int64_t actual = -1;
+// The size a member has along its dim (or its value), -1 when it is not what
+// the analysis described.
+int64_t member_extent(const c10::IValue& value, const ChannelMember& member) {
   if (member.is_tensor() && value.isTensor() && member.dim < value.toTensor().dim()) {
-    actual = value.toTensor().size(member.dim);
-  } else if (member.kind == MemberKind::IntAttribute && value.isInt()) {
-    actual = value.toInt();
-  } else if (member.kind == MemberKind::IntListAttribute && value.isIntList() &&
-             member.dim < static_cast<int64_t>(value.toIntVector().size())) {
-    actual = value.toIntVector()[member.dim];
+    return value.toTensor().size(member.dim);
   }
-  if (actual != expected) {
+  if (member.kind == MemberKind::IntAttribute && value.isInt()) return value.toInt();
+  if (member.kind == MemberKind::IntListAttribute && value.isIntList() &&
+      member.dim < static_cast<int64_t>(value.toIntVector().size())) {
+    return value.toIntVector()[member.dim];
+  }
+  return -1;
+}
+
+// One index range of a tensor dim (or count) and the channels kept in it.
+struct Range {
+  int64_t offset = 0;
+  int64_t channels = 0;
+  int64_t block = 1;
+  const std::vector<int64_t>* keep = nullptr;
+  std::string group;
+};
+
+// Everything one member (tensor dim or count) loses, gathered over groups.
+struct Slicing {
+  ChannelMember member;  // offset/extent describe the first range only
+  int64_t extent = 0;
+  std::vector<Range> ranges;
+};
+
+using SlicingKey = std::tuple<std::string, std::string, MemberKind, int64_t>;
+
+// Entries of the sliced dim that survive, in order: everything outside the
+// ranges, and the kept channels' blocks inside them.
+std::vector<int64_t> surviving_entries(const Slicing& slicing) {
+  std::vector<Range> ranges = slicing.ranges;
+  std::sort(ranges.begin(), ranges.end(), [](const Range& a, const Range& b) { return a.offset < b.offset; });
+  std::vector<int64_t> entries;
+  int64_t position = 0;
+  for (const auto& range : ranges) {
+    for (; position < range.offset; ++position) entries.push_back(position);
+    std::vector<int64_t> keep = *range.keep;
+    std::sort(keep.begin(), keep.end());
+    for (int64_t channel : keep) {
+      for (int64_t i = 0; i < range.block; ++i) entries.push_back(range.offset + channel * range.block + i);
+    }
+    position = range.offset + range.channels * range.block;
+  }
+  for (; position < slicing.extent; ++position) entries.push_back(position);
+  return entries;
+}
+
+void check_slicing(const torch::jit::Module& model, const Slicing& slicing) {
+  const auto& member = slicing.member;
+  const int64_t actual = member_extent(member_value(model, member), member);
+  if (actual != slicing.extent) {
     throw Error(fmt::format("cannot prune group '{}': {} ({}) has {} entries along dim {}, expected {};"
                             " was the model changed after analyze_dependencies?",
-                            group.name, member.full_name(), to_string(member.kind), actual,
-                            member.dim, expected));
+                            slicing.ranges.front().group, member.full_name(), to_string(member.kind),
+                            actual, member.dim, slicing.extent));
+  }
+  std::vector<Range> ranges = slicing.ranges;
+  std::sort(ranges.begin(), ranges.end(), [](const Range& a, const Range& b) { return a.offset < b.offset; });
+  int64_t end = 0;
+  for (const auto& range : ranges) {
+    if (range.offset < end || range.offset + range.channels * range.block > slicing.extent) {
+      throw Error(fmt::format("cannot prune group '{}': its range of {} overlaps another group's or"
+                              " lies outside the dim", range.group, member.full_name()));
+    }
+    end = range.offset + range.channels * range.block;
   }
 }
 
-void apply_to_member(torch::jit::Module& model, const ChannelMember& member,
-                     const torch::Tensor& keep) {
+void apply_slicing(torch::jit::Module& model, const Slicing& slicing) {
+  const auto& member = slicing.member;
   auto module = submodule_at(model, member.module_path);
   const c10::IValue value = module.attr(member.attribute);
-  const int64_t new_count = keep.numel() * member.block_size;
+  const std::vector<int64_t> entries = surviving_entries(slicing);
+  const auto new_count = static_cast<int64_t>(entries.size());
   switch (member.kind) {
-    case MemberKind::Parameter: {
-      const torch::Tensor old = value.toTensor();
-      auto sliced = old.detach().index_select(member.dim, entry_indices(keep, member.block_size));
-      module.register_parameter(member.attribute, sliced.clone().requires_grad_(old.requires_grad()),
-                                /*is_buffer=*/false);
-      break;
-    }
+    case MemberKind::Parameter:
     case MemberKind::Buffer: {
       const torch::Tensor old = value.toTensor();
-      auto sliced = old.detach().index_select(member.dim, entry_indices(keep, member.block_size));
-      module.register_buffer(member.attribute, sliced.clone());
+      const auto index = torch::tensor(entries, torch::kLong).to(old.device());
+      auto sliced = old.detach().index_select(member.dim, index).clone();
+      if (member.kind == MemberKind::Parameter) {
+        module.register_parameter(member.attribute, sliced.requires_grad_(old.requires_grad()),
+                                  /*is_buffer=*/false);
+      } else {
+        module.register_buffer(member.attribute, sliced);
+      }
       break;
     }
     case MemberKind::IntAttribute:
@@ -109,39 +144,73 @@ void apply_to_member(torch::jit::Module& model, const ChannelMember& member,
 
 }  // namespace
 
+void apply_selections(torch::jit::Module& model, const std::vector<GroupSelection>& selections) {
+  std::map<SlicingKey, Slicing> slicings;
+  for (const auto& selection : selections) {
+    const ChannelGroup& group = *selection.group;
+    if (group.frozen) {
+      throw Error(fmt::format("group '{}' is frozen and must not be pruned: {}", group.name,
+                              group.frozen_reason));
+    }
+    check_keep_indices(group, selection.keep);
+    if (group.parts > 1 && static_cast<int64_t>(selection.keep.size()) % group.parts != 0) {
+      throw Error(fmt::format("group '{}' must keep a multiple of {} channels (its normalisation groups)",
+                              group.name, group.parts));
+    }
+    for (const auto& member : group.members) {
+      const SlicingKey key{member.module_path, member.attribute, member.kind, member.dim};
+      auto [it, inserted] = slicings.emplace(key, Slicing{member, member.entries(group.size), {}});
+      if (!inserted && it->second.extent != member.entries(group.size)) {
+        throw Error(fmt::format("groups disagree on the size of {}", member.full_name()));
+      }
+      it->second.ranges.push_back({member.offset, group.size, member.block_size, &selection.keep, group.name});
+    }
+  }
+  // All checks first: on error the model is untouched.
+  for (const auto& [key, slicing] : slicings) check_slicing(model, slicing);
+  torch::NoGradGuard no_grad;
+  for (const auto& [key, slicing] : slicings) apply_slicing(model, slicing);
+}
+
 void prune_channels(torch::jit::Module& model, const ChannelGroup& group,
                     const torch::Tensor& keep_indices) {
-  if (group.frozen) {
-    throw Error(fmt::format("group '{}' is frozen and must not be pruned: {}", group.name,
-                            group.frozen_reason));
+  if (keep_indices.dim() != 1 || keep_indices.scalar_type() != torch::kLong) {
+    throw Error(fmt::format("keep indices for group '{}' must be a 1-D int64 tensor", group.name));
   }
-  check_keep_indices(group, keep_indices);
-  for (const auto& member : group.members) check_member(model, group, member);
+  const torch::Tensor keep = keep_indices.to(torch::kCPU).contiguous();
+  GroupSelection selection{&group, std::vector<int64_t>(keep.data_ptr<int64_t>(),
+                                                        keep.data_ptr<int64_t>() + keep.numel())};
+  apply_selections(model, {selection});
+}
 
-  torch::NoGradGuard no_grad;
-  const torch::Tensor keep = keep_indices.to(torch::kCPU);
-  for (const auto& member : group.members) apply_to_member(model, member, keep);
+torch::Tensor channel_rows(const torch::Tensor& tensor, const ChannelMember& member, int64_t group_size) {
+  const int64_t length = group_size * member.block_size;
+  return tensor.narrow(member.dim, member.offset, length).movedim(member.dim, 0).reshape({group_size, -1});
+}
+
+torch::Tensor combine_member_scores(const std::vector<torch::Tensor>& contributions, int64_t group_size) {
+  if (contributions.empty()) return torch::ones({group_size}, torch::kDouble);
+  auto total = torch::zeros({group_size}, torch::kDouble);
+  for (const auto& contribution : contributions) {
+    auto scores = contribution.detach().to(torch::kDouble).reshape({group_size});
+    const double mean = scores.mean().item<double>();
+    total += mean > 0 ? scores / mean : scores;  // per-layer normalisation
+  }
+  return total / static_cast<double>(contributions.size());
 }
 
 torch::Tensor group_importance(const torch::jit::Module& model, const ChannelGroup& group,
                                ImportanceNorm norm) {
   torch::NoGradGuard no_grad;
-  auto total = torch::zeros({group.size}, torch::kDouble);
-  int64_t contributing = 0;
+  std::vector<torch::Tensor> contributions;
   for (const auto& member : group.members) {
     if (member.kind != MemberKind::Parameter) continue;
     const c10::IValue value = member_value(model, member);
     if (!value.isTensor()) continue;
-    // Row c holds every entry channel c owns in this tensor.
-    auto rows = value.toTensor().detach().to(torch::kDouble).movedim(member.dim, 0).reshape({group.size, -1});
-    auto contribution = norm == ImportanceNorm::L1 ? rows.abs().sum(1) : rows.square().sum(1);
-    const double mean = contribution.mean().item<double>();
-    if (mean > 0) contribution = contribution / mean;  // per-layer normalisation
-    total += contribution;
-    ++contributing;
+    auto rows = channel_rows(value.toTensor().detach().to(torch::kDouble), member, group.size);
+    contributions.push_back(norm == ImportanceNorm::L1 ? rows.abs().sum(1) : rows.square().sum(1));
   }
-  if (contributing == 0) return torch::ones({group.size}, torch::kDouble);
-  total /= static_cast<double>(contributing);
+  const torch::Tensor total = combine_member_scores(contributions, group.size);
   return norm == ImportanceNorm::L2 ? total.sqrt() : total;
 }
 
@@ -157,57 +226,80 @@ torch::Tensor select_channels(const torch::Tensor& importance, int64_t keep) {
   return std::get<0>(order.slice(0, 0, keep).sort());
 }
 
-namespace {
-
-void check_options(const PruneOptions& options) {
-  if (!(options.sparsity >= 0.0 && options.sparsity < 1.0)) {
-    throw Error(fmt::format("sparsity must be in [0, 1), got {}", options.sparsity));
+torch::Tensor select_channels(const torch::Tensor& importance, int64_t keep, int64_t parts) {
+  if (parts <= 1) return select_channels(importance, keep);
+  const int64_t size = importance.numel();
+  if (size % parts != 0 || keep % parts != 0) {
+    throw Error(fmt::format("cannot keep {} of {} channels in {} equal parts", keep, size, parts));
   }
-  if (options.round_to < 1) throw Error(fmt::format("round_to must be >= 1, got {}", options.round_to));
-  if (options.min_channels < 1) {
-    throw Error(fmt::format("min_channels must be >= 1, got {}", options.min_channels));
+  const int64_t part_size = size / parts;
+  std::vector<torch::Tensor> kept;
+  for (int64_t p = 0; p < parts; ++p) {
+    kept.push_back(select_channels(importance.reshape({-1}).slice(0, p * part_size, (p + 1) * part_size),
+                                   keep / parts) + p * part_size);
   }
-  if (options.allocation != Allocation::Uniform) {
-    throw Error("only uniform allocation is implemented; global allocation is not available yet");
-  }
+  return torch::cat(kept);
 }
 
-struct GroupPlan {
-  const ChannelGroup* group = nullptr;
-  torch::Tensor keep;  // undefined: the group stays as it is
-};
+namespace {
+
+std::vector<GroupPruneResult> prune_groups_impl(torch::jit::Module& model, const DependencyGraph& graph,
+                                                const PruneOptions& options,
+                                                const ChannelImportance& importance,
+                                                const torch::Tensor* example_input) {
+  check_prune_options(options);
+  std::optional<MacEstimator> macs;
+  if (options.target == SparsityTarget::Macs) {
+    if (!example_input) throw Error("a MACs target needs an example input (use the overload that takes one)");
+    macs.emplace(model, graph, *example_input);
+  }
+  // Score everything on the unpruned model: criteria that run the model
+  // (activations, gradients) need it intact.
+  const bool anything_to_remove = options.sparsity > 0.0 || !options.overrides.empty();
+  std::vector<torch::Tensor> scores(graph.groups.size());
+  std::vector<std::vector<double>> score_lists(graph.groups.size());
+  for (const auto& group : graph.groups) {
+    if (!anything_to_remove || !is_selected(group, options)) continue;
+    torch::Tensor s = importance(group);
+    if (!s.defined() || s.numel() != group.size) {
+      throw Error(fmt::format("the importance of group '{}' has {} scores, expected {}", group.name,
+                              s.defined() ? s.numel() : 0, group.size));
+    }
+    s = s.detach().to(torch::kCPU, torch::kDouble).reshape({-1}).contiguous();
+    scores[group.id] = s;
+    score_lists[group.id].assign(s.data_ptr<double>(), s.data_ptr<double>() + s.numel());
+  }
+  const auto allocations = allocate_channels(graph, options, score_lists, macs ? &*macs : nullptr);
+
+  std::vector<GroupSelection> selections;
+  std::vector<GroupPruneResult> results;
+  for (const auto& group : graph.groups) {
+    if (group.frozen) continue;
+    const auto& allocation = allocations[group.id];
+    if (allocation.keep < group.size) {
+      const torch::Tensor keep = select_channels(scores[group.id], allocation.keep, group.parts).contiguous();
+      selections.push_back({&group, std::vector<int64_t>(keep.data_ptr<int64_t>(),
+                                                         keep.data_ptr<int64_t>() + keep.numel())});
+    }
+    results.push_back({group.id, group.name, group.producer_layers(), group.size, allocation.keep,
+                       allocation.rule});
+  }
+  if (!selections.empty()) apply_selections(model, selections);
+  return results;
+}
 
 }  // namespace
 
 std::vector<GroupPruneResult> prune_groups(torch::jit::Module& model, const DependencyGraph& graph,
                                            const PruneOptions& options,
                                            const ChannelImportance& importance) {
-  check_options(options);
-  // Score everything on the unpruned model: criteria that run the model
-  // (activations, gradients) need it intact.
-  std::vector<GroupPlan> plans;
-  for (const ChannelGroup* group : graph.prunable_groups()) {
-    GroupPlan plan{group, {}};
-    const int64_t keep = keep_count(group->size, options.sparsity, options.round_to, options.min_channels);
-    if (keep < group->size) {
-      const torch::Tensor scores = importance(*group);
-      if (!scores.defined() || scores.numel() != group->size) {
-        throw Error(fmt::format("the importance of group '{}' has {} scores, expected {}", group->name,
-                                scores.defined() ? scores.numel() : 0, group->size));
-      }
-      plan.keep = select_channels(scores, keep);
-    }
-    plans.push_back(std::move(plan));
-  }
+  return prune_groups_impl(model, graph, options, importance, nullptr);
+}
 
-  std::vector<GroupPruneResult> results;
-  for (const auto& plan : plans) {
-    if (plan.keep.defined()) prune_channels(model, *plan.group, plan.keep);
-    const int64_t after = plan.keep.defined() ? plan.keep.numel() : plan.group->size;
-    results.push_back({plan.group->id, plan.group->name, plan.group->producer_layers(),
-                       plan.group->size, after});
-  }
-  return results;
+std::vector<GroupPruneResult> prune_groups(torch::jit::Module& model, const DependencyGraph& graph,
+                                           const PruneOptions& options, const ChannelImportance& importance,
+                                           const torch::Tensor& example_input) {
+  return prune_groups_impl(model, graph, options, importance, &example_input);
 }
 
 }  // namespace mcompress

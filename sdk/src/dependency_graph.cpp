@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <map>
+#include <numeric>
 #include <optional>
 #include <set>
 #include <unordered_map>
@@ -196,6 +197,7 @@ struct MemberRecord {
 struct GroupRecord {
   int64_t size = 0;
   int64_t created = 0;
+  int64_t parts = 1;
   std::vector<MemberRecord> members;
   std::vector<std::string> frozen_reasons;
 };
@@ -239,6 +241,7 @@ class GroupSet {
     into.members.insert(into.members.end(), from.members.begin(), from.members.end());
     into.frozen_reasons.insert(into.frozen_reasons.end(), from.frozen_reasons.begin(),
                                from.frozen_reasons.end());
+    into.parts = std::lcm(into.parts, from.parts);
     from = GroupRecord{};
     return a;
   }
@@ -253,6 +256,10 @@ class GroupSet {
   }
 
   int64_t size(int64_t group) { return records_[find(group)].size; }
+  void require_parts(int64_t group, int64_t parts) {
+    auto& record = records_[find(group)];
+    record.parts = std::lcm(record.parts, parts);
+  }
   GroupRecord& record(int64_t group) { return records_[find(group)]; }
   std::vector<int64_t> roots() {
     std::vector<int64_t> result;
@@ -268,13 +275,45 @@ class GroupSet {
   int64_t next_sequence_ = 0;
 };
 
-// Where a value's channels are: which group, along which dim of a tensor of
-// which rank, and how many consecutive entries of that dim one channel owns.
+// A run of consecutive channels of one group; group -1 marks channels that
+// belong to no group (e.g. the model input concatenated with features).
+struct Segment {
+  int64_t group = -1;
+  int64_t channels = 0;
+};
+
+// Where a value's channels are: which groups (one, or several index ranges
+// after a concatenation), along which dim of a tensor of which rank, and how
+// many consecutive entries of that dim one channel owns.
 struct ChannelTrack {
-  int64_t group = 0;
+  std::vector<Segment> segments;
   int64_t dim = 0;
   int64_t rank = 0;
   int64_t block = 1;
+
+  static ChannelTrack of_group(int64_t group, int64_t channels, int64_t dim, int64_t rank) {
+    return ChannelTrack{{Segment{group, channels}}, dim, rank, 1};
+  }
+  bool single() const { return segments.size() == 1 && segments[0].group >= 0; }
+  int64_t group() const { return segments.front().group; }
+  int64_t channels() const {
+    int64_t total = 0;
+    for (const auto& segment : segments) total += segment.channels;
+    return total;
+  }
+  bool same_layout(const ChannelTrack& other) const {
+    if (rank - dim != other.rank - other.dim || block != other.block ||
+        segments.size() != other.segments.size()) {
+      return false;
+    }
+    for (size_t i = 0; i < segments.size(); ++i) {
+      if (segments[i].channels != other.segments[i].channels ||
+          (segments[i].group < 0) != (other.segments[i].group < 0)) {
+        return false;
+      }
+    }
+    return true;
+  }
 };
 
 // Runs the model once to learn the shape of every top-level tensor value.
@@ -319,6 +358,18 @@ struct TensorAttribute {
 struct IntArgument {
   int64_t value = 0;
   std::optional<AttributePath> attribute;
+  // Set when the code computes it as `weight.size(0)` of this tensor
+  // (channel_count_rewrite.h), so it follows the pruned weight by itself.
+  std::optional<AttributePath> size_of;
+};
+
+// A Tensor[] built in the graph (ListConstruct, then append): what it holds
+// at the point the traversal has reached. A list used in any other way is
+// `escaped`: its channels and anything appended later are frozen.
+struct ListContent {
+  std::vector<const Value*> elements;
+  const Block* block = nullptr;  // appends elsewhere are conditional
+  bool escaped = false;
 };
 
 // ---------------------------------------------------------------------------
@@ -334,6 +385,7 @@ class DependencyAnalyzer {
     freeze_inputs(graph_->return_node(), "feeds the model output");
     find_parameters_used_elsewhere(graph_->block());
     merge_groups_sharing_tensors();
+    freeze_overlapping_ranges();
     freeze_groups_with_fixed_dims();
     return collect_groups();
   }
@@ -349,23 +401,24 @@ class DependencyAnalyzer {
     const std::string op = op_name(node);
     if (node->kind() == c10::prim::If) return visit_if(node);
     if (node->kind() == c10::prim::Loop) return visit_loop(node);
+    if (node->kind() == c10::prim::ListConstruct && is_tensor_list(node->output())) {
+      return visit_list_construct(node);
+    }
+    if (uses_list(node) && visit_list_use(node)) return;
     if (!has_tracked_input(node) && !is_layer(op)) return;
     if (op == "aten::size" && reads_channel_count(node)) {
       return freeze_inputs(node, fmt::format("{} reads the channel count, which pruning would change",
                                              describe(node)));
     }
     if (is_metadata_read(op)) return;
-    if (is_elementwise_unary(op)) return pass_through(node);
+    if (is_elementwise_unary(op) || node->kind() == c10::prim::unchecked_cast) return pass_through(node);
     if (is_elementwise_binary(op)) return visit_binary(node);
     if (pooled_dims(op) > 0) return visit_pooling(node, pooled_dims(op));
     if (op == "aten::linear") return visit_linear(node);
     if (conv_spatial_dims(op) > 0) return visit_conv(node, conv_spatial_dims(op));
     if (op == "aten::batch_norm" || op == "aten::instance_norm") return visit_batch_norm(node);
     if (op == "aten::layer_norm") return visit_layer_norm(node);
-    if (op == "aten::group_norm") {
-      return freeze_inputs(node, "aten::group_norm normalises fixed groups of channels together;"
-                                 " pruning would regroup them (not supported)");
-    }
+    if (op == "aten::group_norm") return visit_group_norm(node);
     if (op == "aten::flatten") return visit_flatten(node);
     if (op == "aten::view" || op == "aten::reshape") return visit_view(node);
     if (op == "aten::mean" || op == "aten::sum" || op == "aten::amax") return visit_reduction(node);
@@ -415,16 +468,12 @@ class DependencyAnalyzer {
     return false;
   }
 
-  // Tensors reach cat/stack through a list; name the op that consumes it.
+  // Tensors reach stack/tuples through a list; name the op that consumes it.
   static std::string describe_packing(const Node* node) {
     const auto& uses = node->output()->uses();
     if (uses.empty()) return fmt::format("packed into a {}", op_name(node));
     const Node* user = uses.front().user;
     if (user == user->owningGraph()->return_node()) return "feeds the model output";
-    if (user->kind() == c10::aten::cat) {
-      return fmt::format("concatenated by {} (channel index ranges are not supported yet)",
-                         describe(user));
-    }
     return fmt::format("passed in a {} to {}, which the dependency analysis does not support",
                        op_name(node), describe(user));
   }
@@ -432,7 +481,7 @@ class DependencyAnalyzer {
   static bool is_layer(const std::string& op) {
     // Layers record how they use their parameters even when their input is untracked.
     return op == "aten::linear" || conv_spatial_dims(op) > 0 || op == "aten::batch_norm" ||
-           op == "aten::instance_norm" || op == "aten::layer_norm";
+           op == "aten::instance_norm" || op == "aten::layer_norm" || op == "aten::group_norm";
   }
 
   // A branch may carry the channels only if every branch carries the same ones.
@@ -441,14 +490,18 @@ class DependencyAnalyzer {
     for (size_t i = 0; i < node->outputs().size(); ++i) {
       std::vector<const Value*> branches;
       for (Block* block : node->blocks()) branches.push_back(block->outputs()[i]);
-      join_branches(node, node->outputs()[i], branches);
+      join_branches(node->outputs()[i], branches);
     }
   }
 
-  void join_branches(Node* node, Value* output, const std::vector<const Value*>& branches) {
+  void join_branches(Value* output, const std::vector<const Value*>& branches) {
     std::optional<ChannelTrack> joined;
     bool any_untracked = false;
     for (const Value* branch : branches) {
+      if (lists_.count(branch)) {
+        escape_list(branch, "a list returned from a prim::If branch");
+        continue;
+      }
       auto track = track_of(branch);
       if (!track) {
         any_untracked = true;
@@ -456,18 +509,25 @@ class DependencyAnalyzer {
       }
       if (!joined) {
         joined = track;
-      } else if (aligned(*joined, *track)) {
-        joined->group = groups_.merge(joined->group, track->group, "a prim::If joining branches");
+      } else if (joined->same_layout(*track)) {
+        merge_tracks(*joined, *track, "a prim::If joining branches");
       } else {
-        freeze_track(*joined, "prim::If branches return channels along different dims");
-        freeze_track(*track, "prim::If branches return channels along different dims");
+        freeze_track(*joined, "prim::If branches return channels in different layouts");
+        freeze_track(*track, "prim::If branches return channels in different layouts");
         return;
       }
     }
     if (!joined) return;
     // Keep tracking a frozen group: what it meets downstream is frozen with it.
     if (any_untracked) freeze_track(*joined, "only some branches of a prim::If carry these channels");
-    tracks_[output] = *joined;
+    tracks_[output] = *track_of_joined(*joined);
+  }
+
+  std::optional<ChannelTrack> track_of_joined(ChannelTrack track) {
+    for (auto& segment : track.segments) {
+      if (segment.group >= 0) segment.group = groups_.find(segment.group);
+    }
+    return track;
   }
 
   // Loop-carried channels could change size per iteration; not supported.
@@ -477,8 +537,125 @@ class DependencyAnalyzer {
       visit_block(block);
       for (const Value* output : block->outputs()) {
         if (auto track = track_of(output)) freeze_track(*track, "carried through a prim::Loop");
+        if (lists_.count(output)) escape_list(output, "a list carried through a prim::Loop");
       }
     }
+  }
+
+  // --- lists and concatenation ----------------------------------------------
+
+  static bool is_tensor_list(const Value* value) {
+    auto list = value->type()->cast<c10::ListType>();
+    return list && list->getElementType()->kind() == c10::TypeKind::TensorType;
+  }
+
+  void visit_list_construct(Node* node) {
+    auto content = std::make_shared<ListContent>();
+    content->block = node->owningBlock();
+    for (const Value* input : node->inputs()) content->elements.push_back(input);
+    lists_[node->output()] = std::move(content);
+  }
+
+  bool uses_list(const Node* node) {
+    return std::any_of(node->inputs().begin(), node->inputs().end(),
+                       [&](const Value* input) { return lists_.count(input) > 0; });
+  }
+
+  // Handles cat, append and aliases of tracked lists; returns false for other
+  // uses, after the list's channels have been frozen.
+  bool visit_list_use(Node* node) {
+    const std::string op = op_name(node);
+    if (op == "aten::cat" && lists_.count(node->input(0))) return visit_cat(node), true;
+    if (op == "aten::append" && lists_.count(node->input(0))) {
+      auto content = lists_.at(node->input(0));
+      const Value* element = node->input(1);
+      if (content->escaped || node->owningBlock() != content->block) {
+        if (auto track = track_of(element)) {
+          freeze_track(*track, content->escaped
+                                   ? "appended to a list that is used in an unsupported way"
+                                   : "appended to a list inside a branch");
+        }
+        content->escaped = true;
+      } else {
+        content->elements.push_back(element);
+      }
+      lists_[node->output()] = content;
+      return true;
+    }
+    if (node->kind() == c10::prim::unchecked_cast && lists_.count(node->input(0))) {
+      lists_[node->output()] = lists_.at(node->input(0));
+      return true;
+    }
+    if (op == "aten::len") return true;
+    for (const Value* input : node->inputs()) {
+      if (lists_.count(input)) {
+        escape_list(input, fmt::format("in a list used by {}, which the dependency analysis does"
+                                       " not support", describe(node)));
+      }
+    }
+    return false;
+  }
+
+  void escape_list(const Value* list, const std::string& reason) {
+    auto content = lists_.at(list);
+    content->escaped = true;
+    for (const Value* element : content->elements) {
+      if (auto track = track_of(element)) freeze_track(*track, reason);
+    }
+  }
+
+  // Concatenating along the channel dim gives each input an index range of
+  // the output; along another dim the inputs' channels must be the same ones.
+  void visit_cat(Node* node) {
+    auto content = lists_.at(node->input(0));
+    auto dim = constant_int(node->input(1));
+    std::vector<std::optional<ChannelTrack>> tracks;
+    std::optional<ChannelTrack> first;
+    for (const Value* element : content->elements) {
+      tracks.push_back(track_of(element));
+      if (tracks.back() && !first) first = tracks.back();
+    }
+    if (!first) return;  // nothing prunable flows through
+    const std::string where = describe(node);
+    auto fail = [&](const std::string& reason) {
+      escape_list(node->input(0), reason);
+    };
+    if (content->escaped) return fail(fmt::format("{} reads a list used in an unsupported way", where));
+    if (!dim) return fail(fmt::format("{} along a computed dim", where));
+    const int64_t rank = first->rank;
+    const int64_t cat_dim = normalize_dim(*dim, rank);
+    if (cat_dim != first->dim) {
+      // e.g. batches or sequences joined: every input must carry the same channels.
+      ChannelTrack joined = *first;
+      for (const auto& track : tracks) {
+        if (!track || !track->same_layout(joined) || track->dim != joined.dim) {
+          return fail(fmt::format("{} joins values whose channels differ", where));
+        }
+        merge_tracks(joined, *track, where);
+      }
+      tracks_[node->output()] = *track_of_joined(joined);
+      return;
+    }
+    ChannelTrack result;
+    result.dim = cat_dim;
+    result.rank = rank;
+    result.block = 1;
+    for (size_t i = 0; i < tracks.size(); ++i) {
+      if (tracks[i]) {
+        if (tracks[i]->dim != cat_dim || tracks[i]->rank != rank || tracks[i]->block != 1) {
+          return fail(fmt::format("{} concatenates channels in different layouts", where));
+        }
+        result.segments.insert(result.segments.end(), tracks[i]->segments.begin(),
+                               tracks[i]->segments.end());
+        continue;
+      }
+      auto shape = shape_of(content->elements[i]);
+      if (!shape || static_cast<int64_t>(shape->size()) != rank) {
+        return fail(fmt::format("{} concatenates a value of unknown shape", where));
+      }
+      result.segments.push_back(Segment{-1, (*shape)[cat_dim]});
+    }
+    tracks_[node->output()] = result;
   }
 
   // --- pass-through ops ------------------------------------------------------
@@ -492,21 +669,27 @@ class DependencyAnalyzer {
     }
   }
 
+  // Residual adds and squeeze-excitation multiplies ([N,C,H,W] * [N,C,1,1])
+  // tie the channels of both operands.
   void visit_binary(Node* node) {
     auto a = track_of(node->input(0));
     auto b = track_of(node->input(1));
     const std::string where = describe(node);
     if (a && b) {
-      if (!aligned(*a, *b)) {
-        return freeze_inputs(node, fmt::format("{} combines channels along different dims", where));
+      if (!a->same_layout(*b)) {
+        return freeze_inputs(node, fmt::format("{} combines channels in different layouts", where));
       }
       ChannelTrack merged = a->rank >= b->rank ? *a : *b;
-      merged.group = groups_.merge(a->group, b->group, where);
-      tracks_[node->output(0)] = merged;
+      merge_tracks(merged, a->rank >= b->rank ? *b : *a, where);
+      tracks_[node->output(0)] = *track_of_joined(merged);
       return;
     }
     const ChannelTrack track = a ? *a : *b;
     const Value* other = node->input(a ? 1 : 0);
+    if (spans_channel_dim(other, track) && add_per_channel_parameter(node, a ? 1 : 0, track)) {
+      tracks_[node->output(0)] = track;
+      return;
+    }
     if (!spans_channel_dim(other, track)) {
       ChannelTrack result = track;
       const int64_t other_rank = rank_of(other).value_or(0);
@@ -519,6 +702,36 @@ class DependencyAnalyzer {
     }
     freeze_inputs(node, fmt::format("{} combines these channels with a tensor that has no channel"
                                     " group (e.g. a constant or a parameter)", where));
+  }
+
+  // x * self.scale with scale [C, 1, 1] (ConvNeXt's layer scale) or
+  // x + self.shift: the parameter holds one entry per channel and is sliced
+  // with them.
+  bool add_per_channel_parameter(Node* node, size_t index, const ChannelTrack& track) {
+    auto parameter = tensor_attribute(node->input(index));
+    if (!parameter || track.block != 1) return false;
+    const int64_t rank = parameter->tensor.dim();
+    const int64_t dim = rank - (track.rank - track.dim);
+    if (dim < 0 || rank > track.rank || parameter->tensor.size(dim) != track.channels()) return false;
+    for (int64_t d = 0; d < rank; ++d) {
+      if (d != dim && parameter->tensor.size(d) != 1) return false;
+    }
+    understood_uses_.insert({node, index});
+    for_each_range(track, [&](int64_t group, int64_t offset, int64_t extent) {
+      ChannelMember member{parameter->path.module_path, parameter->path.attribute, parameter->kind,
+                           MemberRole::Normalization, dim, 1};
+      member.offset = offset;
+      member.extent = extent;
+      groups_.add_member(group, member);
+    });
+    return true;
+  }
+
+  void merge_tracks(ChannelTrack& into, const ChannelTrack& from, const std::string& where) {
+    for (size_t i = 0; i < into.segments.size(); ++i) {
+      if (into.segments[i].group < 0) continue;
+      into.segments[i].group = groups_.merge(into.segments[i].group, from.segments[i].group, where);
+    }
   }
 
   // Whether `other`, broadcast against a value tracked by `track`, has more
@@ -584,6 +797,7 @@ class DependencyAnalyzer {
     } else {
       freeze_inputs(node, fmt::format("grouped {} (groups={}) is not supported", describe(node),
                                       groups->value));
+      fix_dim(weight->path.full(), kAllDims, fmt::format("{} is a grouped convolution", weight->path.full()));
     }
   }
 
@@ -603,22 +817,46 @@ class DependencyAnalyzer {
   void visit_layer_norm(Node* node) {
     auto track = track_of(node->input(0));
     if (!track) return add_norm_members(node, track, {2, 3}, "");
-    auto shape_attribute = resolve_attribute(node->input(1));
-    if (track->dim != track->rank - 1 || track->block != 1) {
+    if (track->dim != track->rank - 1 || track->block != 1 || !track->single()) {
       return freeze_inputs(node, fmt::format("{} normalises over more than the channel dim",
                                              describe(node)));
     }
+    auto weight = tensor_attribute(node->input(2));
+    if (weight && shape_follows(node->input(1), weight->path)) return add_norm_members(node, track, {2, 3}, "");
+    auto shape_attribute = resolve_attribute(node->input(1));
     auto normalized_shape = int_list_attribute_value(shape_attribute);
     if (!normalized_shape || normalized_shape->size() != 1) {
       return freeze_inputs(node, fmt::format("{} has its normalized_shape fixed in the model's code"
                                              " (a constant), so its channel count cannot change",
                                              describe(node)));
     }
-    groups_.add_member(track->group, ChannelMember{shape_attribute->module_path,
-                                                   shape_attribute->attribute,
-                                                   MemberKind::IntListAttribute,
-                                                   MemberRole::Normalization, 0, 1});
+    groups_.add_member(track->group(), ChannelMember{shape_attribute->module_path,
+                                                     shape_attribute->attribute,
+                                                     MemberKind::IntListAttribute,
+                                                     MemberRole::Normalization, 0, 1});
     add_norm_members(node, track, {2, 3}, "");
+  }
+
+  // [weight.size(0)] as channel_count_rewrite.h writes a LayerNorm's shape.
+  bool shape_follows(const Value* list, const AttributePath& weight) {
+    const Node* node = list->node();
+    if (node->kind() != c10::prim::ListConstruct || node->inputs().size() != 1) return false;
+    auto count = int_argument(node->input(0));
+    return count && count->size_of && count->size_of->full() == weight.full();
+  }
+
+  // GroupNorm keeps its number of groups: each of its parts keeps the same
+  // number of channels, and the survivors of a part stay normalised together.
+  void visit_group_norm(Node* node) {
+    auto track = track_of(node->input(0));
+    auto parts = int_argument(node->input(1));
+    if (track && (track->dim != 1 || track->block != 1 || !track->single() || !parts ||
+                  parts->value < 1 || track->channels() % parts->value != 0)) {
+      return freeze_inputs(node, fmt::format("{} normalises channels in a layout that is not"
+                                             " supported", describe(node)));
+    }
+    if (track) groups_.require_parts(track->group(), parts->value);
+    add_norm_members(node, track, {2, 3}, "num_channels");
   }
 
   void visit_flatten(Node* node) {
@@ -726,8 +964,9 @@ class DependencyAnalyzer {
 
   // --- members ---------------------------------------------------------------
 
-  // Adds the layer's input dim (weight dim 1) to the group of its input, or
-  // records that dim as fixed when the input's channels are not prunable.
+  // Adds the layer's input dim (weight dim 1) to the groups of its input, one
+  // member per index range, or records that dim as fixed when the input's
+  // channels are not prunable.
   void couple_input(Node* node, const TensorAttribute& weight, const Value* input,
                     int64_t channel_dim, int64_t expected_inputs, const char* count_attribute);
 
@@ -737,27 +976,45 @@ class DependencyAnalyzer {
   void add_norm_members(Node* node, const std::optional<ChannelTrack>& track,
                         const std::vector<size_t>& inputs, const char* count_attribute);
 
+  // Calls add(group, offset in entries, extent) for every tracked range.
+  template <typename Add>
+  static void for_each_range(const ChannelTrack& track, Add add) {
+    const int64_t extent = track.channels() * track.block;
+    int64_t offset = 0;
+    for (const auto& segment : track.segments) {
+      if (segment.group >= 0) add(segment.group, offset, extent);
+      offset += segment.channels * track.block;
+    }
+  }
+
   // Counts such as in_features must follow the pruned size when the module
   // stores them as attributes (TorchScript constants cannot and need not change).
   void add_int_attribute_member(int64_t group, const std::string& module_path,
-                                const std::string& attribute, MemberRole role, int64_t block = 1) {
+                                const std::string& attribute, MemberRole role, int64_t block = 1,
+                                int64_t offset = 0, int64_t extent = 0) {
     if (attribute.empty()) return;
     auto module = submodule_at(model_, module_path);
     // hasattr() is also true for constants, which are baked into the code.
     auto slot = module.type()->findAttributeSlot(attribute);
     if (!slot || !module._ivalue()->getSlot(*slot).isInt()) return;
-    groups_.add_member(group, ChannelMember{module_path, attribute, MemberKind::IntAttribute, role, 0, block});
+    ChannelMember member{module_path, attribute, MemberKind::IntAttribute, role, 0, block};
+    member.offset = offset;
+    member.extent = extent;
+    groups_.add_member(group, member);
   }
 
   // --- freezing --------------------------------------------------------------
 
   void freeze_track(const ChannelTrack& track, const std::string& reason) {
-    groups_.freeze(track.group, reason);
+    for (const auto& segment : track.segments) {
+      if (segment.group >= 0) groups_.freeze(segment.group, reason);
+    }
   }
 
   void freeze_inputs(Node* node, const std::string& reason) {
     for (const Value* input : node->inputs()) {
       if (auto track = track_of(input)) freeze_track(*track, reason);
+      if (lists_.count(input)) escape_list(input, reason);
     }
   }
 
@@ -794,16 +1051,48 @@ class DependencyAnalyzer {
 
   // --- final assembly --------------------------------------------------------
 
-  // One tensor dim sliced by two groups means those groups are the same channels.
+  // One tensor range sliced by two groups means those groups are the same channels.
   void merge_groups_sharing_tensors() {
-    std::map<std::tuple<std::string, MemberKind, int64_t>, int64_t> owner;
+    std::map<std::tuple<std::string, MemberKind, int64_t, int64_t>, int64_t> owner;
     for (int64_t root : groups_.roots()) {
       for (const auto& record : std::vector<MemberRecord>(groups_.record(root).members)) {
-        const auto key = std::make_tuple(record.member.full_name(), record.member.kind, record.member.dim);
+        const auto& m = record.member;
+        const auto key = std::make_tuple(m.full_name(), m.kind, m.dim, m.offset);
         auto [it, inserted] = owner.emplace(key, root);
         if (!inserted) {
           it->second = groups_.merge(it->second, root,
-                                     fmt::format("{} (shared by two layers)", record.member.full_name()));
+                                     fmt::format("{} (shared by two layers)", m.full_name()));
+        }
+      }
+    }
+  }
+
+  // Two layouts of one tensor dim (a layer reading a concatenation in one
+  // place and something else in another) cannot both be sliced.
+  void freeze_overlapping_ranges() {
+    struct Range {
+      int64_t begin, end, extent, group;
+    };
+    std::map<std::tuple<std::string, MemberKind, int64_t>, std::vector<Range>> ranges;
+    for (int64_t root : groups_.roots()) {
+      const auto& record = groups_.record(root);
+      for (const auto& member_record : record.members) {
+        const auto& m = member_record.member;
+        ranges[std::make_tuple(m.full_name(), m.kind, m.dim)].push_back(
+            {m.offset, m.offset + record.size * m.block_size, m.entries(record.size), root});
+      }
+    }
+    for (auto& [key, list] : ranges) {
+      std::sort(list.begin(), list.end(), [](const Range& a, const Range& b) { return a.begin < b.begin; });
+      for (size_t i = 0; i < list.size(); ++i) {
+        for (size_t j = i + 1; j < list.size(); ++j) {
+          const bool same = list[i].begin == list[j].begin && list[i].end == list[j].end;
+          const bool overlap = list[j].begin < list[i].end;
+          if ((overlap && !same) || list[i].extent != list[j].extent) {
+            const auto reason = fmt::format("{} is read in two different channel layouts", std::get<0>(key));
+            groups_.freeze(list[i].group, reason);
+            groups_.freeze(list[j].group, reason);
+          }
         }
       }
     }
@@ -839,12 +1128,19 @@ class DependencyAnalyzer {
     ChannelGroup group;
     group.id = id;
     group.size = record.size;
+    group.parts = record.parts;
     std::vector<std::string> reasons = record.frozen_reasons;
     for (const auto& member_record : record.members) {
-      const ChannelMember& member = member_record.member;
+      ChannelMember member = member_record.member;
+      // A member owned by this group alone needs no extent.
+      if (member.offset == 0 && member.extent == record.size * member.block_size) member.extent = 0;
       if (contains_member(group, member)) continue;
       if (auto problem = check_member_size(member, record.size)) reasons.push_back(*problem);
       group.members.push_back(member);
+    }
+    if (record.size % record.parts != 0) {
+      reasons.push_back(fmt::format("{} channels cannot be split into {} equal normalisation groups",
+                                    record.size, record.parts));
     }
     const auto producers = group.producer_layers();
     group.name = producers.empty() ? fmt::format("group {}", id) : producers.front();
@@ -860,14 +1156,14 @@ class DependencyAnalyzer {
   static bool contains_member(const ChannelGroup& group, const ChannelMember& member) {
     return std::any_of(group.members.begin(), group.members.end(), [&](const ChannelMember& m) {
       return m.full_name() == member.full_name() && m.kind == member.kind && m.dim == member.dim &&
-             m.block_size == member.block_size;
+             m.block_size == member.block_size && m.offset == member.offset;
     });
   }
 
   // The last line of defence: a member whose real size does not match the
   // group would be sliced wrongly, so the group is frozen instead.
   std::optional<std::string> check_member_size(const ChannelMember& member, int64_t channels) {
-    const int64_t expected = channels * member.block_size;
+    const int64_t expected = member.entries(channels);
     const c10::IValue value = submodule_at(model_, member.module_path).attr(member.attribute);
     int64_t actual = -1;
     if (member.is_tensor() && value.isTensor() && member.dim < value.toTensor().dim()) {
@@ -878,7 +1174,7 @@ class DependencyAnalyzer {
       auto list = value.toIntVector();
       if (member.dim < static_cast<int64_t>(list.size())) actual = list[member.dim];
     }
-    if (actual == expected) return std::nullopt;
+    if (actual == expected && member.offset + channels * member.block_size <= expected) return std::nullopt;
     return fmt::format("{} has {} entries where {} were expected", member.full_name(), actual, expected);
   }
 
@@ -887,9 +1183,7 @@ class DependencyAnalyzer {
   std::optional<ChannelTrack> track_of(const Value* value) {
     auto it = tracks_.find(value);
     if (it == tracks_.end()) return std::nullopt;
-    ChannelTrack track = it->second;
-    track.group = groups_.find(track.group);
-    return track;
+    return track_of_joined(it->second);
   }
 
   bool has_tracked_input(const Node* node) {
@@ -910,10 +1204,6 @@ class DependencyAnalyzer {
       if (auto dims = type->dim()) return static_cast<int64_t>(*dims);
     }
     return std::nullopt;
-  }
-
-  static bool aligned(const ChannelTrack& a, const ChannelTrack& b) {
-    return a.rank - a.dim == b.rank - b.dim && a.block == b.block;
   }
 
   static bool is_tensor_type(const Value* value) {
@@ -941,12 +1231,19 @@ class DependencyAnalyzer {
   }
 
   std::optional<IntArgument> int_argument(const Value* value) {
-    if (auto constant = constant_int(value)) return IntArgument{*constant, std::nullopt};
+    if (auto constant = constant_int(value)) return IntArgument{*constant, std::nullopt, std::nullopt};
+    const Node* node = value->node();
+    if (node->kind() == c10::aten::size && node->inputs().size() == 2 && constant_int(node->input(1)) == 0) {
+      if (auto tensor = tensor_attribute(node->input(0)); tensor && tensor->tensor.dim() > 0) {
+        return IntArgument{tensor->tensor.size(0), std::nullopt, tensor->path};
+      }
+      return std::nullopt;
+    }
     auto path = resolve_attribute(value);
     if (!path) return std::nullopt;
     const c10::IValue held = submodule_at(model_, path->module_path).attr(path->attribute);
     if (!held.isInt()) return std::nullopt;
-    return IntArgument{held.toInt(), path};
+    return IntArgument{held.toInt(), path, std::nullopt};
   }
 
   // A constant list, or one read from a module attribute (e.g. torchvision's
@@ -971,6 +1268,7 @@ class DependencyAnalyzer {
   std::shared_ptr<torch::jit::Graph> graph_;
   std::unordered_map<const Value*, Shape> shapes_;
   std::unordered_map<const Value*, ChannelTrack> tracks_;
+  std::unordered_map<const Value*, std::shared_ptr<ListContent>> lists_;
   GroupSet groups_;
   std::set<std::pair<const Node*, size_t>> understood_uses_;
   std::map<std::string, std::map<int64_t, std::string>> fixed_dims_;
@@ -996,15 +1294,20 @@ void DependencyAnalyzer::couple_input(Node* node, const TensorAttribute& weight,
   if (!track) return fix_dim(weight.path.full(), 1, fmt::format(
                                  "{} also reads an input whose channels are not prunable",
                                  weight.path.full()));
-  if (track->dim != channel_dim || groups_.size(track->group) * track->block != expected_inputs) {
+  if (track->dim != channel_dim || track->channels() * track->block != expected_inputs) {
     freeze_track(*track, fmt::format("{} reads these channels in an unexpected layout", describe(node)));
     return fix_dim(weight.path.full(), 1, fmt::format("{} reads channels in an unexpected layout",
                                                       weight.path.full()));
   }
-  groups_.add_member(track->group, ChannelMember{weight.path.module_path, weight.path.attribute,
-                                                 weight.kind, MemberRole::Consumer, 1, track->block});
-  add_int_attribute_member(track->group, weight.path.module_path, count_attribute, MemberRole::Consumer,
-                           track->block);
+  for_each_range(*track, [&](int64_t group, int64_t offset, int64_t extent) {
+    ChannelMember member{weight.path.module_path, weight.path.attribute, weight.kind,
+                         MemberRole::Consumer, 1, track->block};
+    member.offset = offset;
+    member.extent = extent;
+    groups_.add_member(group, member);
+    add_int_attribute_member(group, weight.path.module_path, count_attribute, MemberRole::Consumer,
+                             track->block, offset, extent);
+  });
 }
 
 void DependencyAnalyzer::create_output_group(Node* node, const TensorAttribute& weight, int64_t channels,
@@ -1025,17 +1328,20 @@ void DependencyAnalyzer::create_output_group(Node* node, const TensorAttribute& 
     }
   }
   add_int_attribute_member(group, weight.path.module_path, count_attribute, MemberRole::Producer);
-  tracks_[node->output(0)] = ChannelTrack{group, channel_dim, rank, 1};
+  tracks_[node->output(0)] = ChannelTrack::of_group(group, channels, channel_dim, rank);
 }
 
 void DependencyAnalyzer::visit_depthwise_conv(Node* node, const TensorAttribute& weight,
                                               const IntArgument& groups, int64_t channel_dim) {
   auto track = track_of(node->input(0));
-  if (!track || track->dim != channel_dim || track->block != 1) {
+  if (!track || track->dim != channel_dim || track->block != 1 || !track->single()) {
+    fix_dim(weight.path.full(), kAllDims,
+            fmt::format("depthwise {} reads channels in an unexpected layout", describe(node)));
     return freeze_inputs(node, fmt::format("depthwise {} reads channels in an unexpected layout",
                                            describe(node)));
   }
-  if (!groups.attribute) {
+  const bool follows_weight = groups.size_of && groups.size_of->full() == weight.path.full();
+  if (!groups.attribute && !follows_weight) {
     freeze_track(*track, fmt::format("depthwise {} has its groups count fixed in the model's"
                                      " code (a constant), so its channel count cannot change",
                                      describe(node)));
@@ -1045,15 +1351,17 @@ void DependencyAnalyzer::visit_depthwise_conv(Node* node, const TensorAttribute&
   }
   understood_uses_.insert({node, 1});
   understood_uses_.insert({node, 2});
-  const int64_t group = track->group;
+  const int64_t group = track->group();
   groups_.add_member(group, ChannelMember{weight.path.module_path, weight.path.attribute, weight.kind,
                                           MemberRole::Producer, 0, 1});
   if (auto bias = tensor_attribute(node->input(2))) {
     groups_.add_member(group, ChannelMember{bias->path.module_path, bias->path.attribute, bias->kind,
                                             MemberRole::Producer, 0, 1});
   }
-  groups_.add_member(group, ChannelMember{groups.attribute->module_path, groups.attribute->attribute,
-                                          MemberKind::IntAttribute, MemberRole::Producer, 0, 1});
+  if (groups.attribute) {
+    groups_.add_member(group, ChannelMember{groups.attribute->module_path, groups.attribute->attribute,
+                                            MemberKind::IntAttribute, MemberRole::Producer, 0, 1});
+  }
   add_int_attribute_member(group, weight.path.module_path, "in_channels", MemberRole::Consumer);
   add_int_attribute_member(group, weight.path.module_path, "out_channels", MemberRole::Producer);
   tracks_[node->output(0)] = *track;
@@ -1079,11 +1387,21 @@ void DependencyAnalyzer::add_norm_members(Node* node, const std::optional<Channe
                                                      " prunable", attribute->path.full()));
       continue;
     }
-    groups_.add_member(track->group, ChannelMember{attribute->path.module_path, attribute->path.attribute,
-                                                   attribute->kind, MemberRole::Normalization, 0, 1});
+    for_each_range(*track, [&](int64_t group, int64_t offset, int64_t extent) {
+      ChannelMember member{attribute->path.module_path, attribute->path.attribute, attribute->kind,
+                           MemberRole::Normalization, 0, 1};
+      member.offset = offset;
+      member.extent = extent;
+      groups_.add_member(group, member);
+    });
   }
   if (track) {
-    add_int_attribute_member(track->group, module_path, count_attribute, MemberRole::Normalization);
+    if (!module_path.empty()) {
+      for_each_range(*track, [&](int64_t group, int64_t offset, int64_t extent) {
+        add_int_attribute_member(group, module_path, count_attribute, MemberRole::Normalization, 1,
+                                 offset, extent);
+      });
+    }
     tracks_[node->output(0)] = *track;
   }
 }
@@ -1092,6 +1410,8 @@ void DependencyAnalyzer::add_norm_members(Node* node, const std::optional<Channe
 
 DependencyGraph analyze_dependencies(const torch::jit::Module& model, const torch::Tensor& example_input) {
   auto graph = inlined_forward_graph(model);
+  // Int attributes stay reads: they may be channel counts that pruning updates.
+  fold_flag_attributes(graph, model, /*include_ints=*/false, {"training"});
   auto shapes = observe_shapes(model, graph, example_input);
   return DependencyAnalyzer(model, graph, std::move(shapes)).analyze();
 }

@@ -1,7 +1,12 @@
 #include "mcompress/sdk/graph.h"
 
 #include <torch/csrc/jit/api/function_impl.h>
+#include <torch/csrc/jit/ir/constants.h>
+#include <torch/csrc/jit/passes/constant_propagation.h>
+#include <torch/csrc/jit/passes/dead_code_elimination.h>
 #include <torch/csrc/jit/passes/inliner.h>
+
+#include <algorithm>
 
 #include <fmt/format.h>
 
@@ -52,6 +57,45 @@ torch::jit::Module submodule_at(const torch::jit::Module& root, const std::strin
     start = dot + 1;
   }
   return current;
+}
+
+namespace {
+
+void collect_nodes(torch::jit::Block* block, std::vector<torch::jit::Node*>& out) {
+  for (torch::jit::Node* node : block->nodes()) {
+    out.push_back(node);
+    for (torch::jit::Block* sub : node->blocks()) collect_nodes(sub, out);
+  }
+}
+
+}  // namespace
+
+// Scripted models branch on flags such as `self.training` or torchvision's
+// `self.use_res_connect`, which hides layers inside prim::If blocks where they
+// cannot be tapped, and couples values that only one branch relates.
+void fold_flag_attributes(const std::shared_ptr<torch::jit::Graph>& graph,
+                          const torch::jit::Module& module, bool include_ints,
+                          const std::vector<std::string>& keep) {
+  std::vector<torch::jit::Node*> nodes;
+  collect_nodes(graph->block(), nodes);
+  for (torch::jit::Node* node : nodes) {
+    if (node->kind() == torch::jit::prim::SetAttr) return;
+  }
+  for (torch::jit::Node* node : nodes) {
+    if (node->kind() != torch::jit::prim::GetAttr) continue;
+    const auto type = node->output()->type()->kind();
+    const bool flag = type == c10::TypeKind::BoolType || type == c10::TypeKind::FloatType ||
+                      (include_ints && type == c10::TypeKind::IntType);
+    if (!flag) continue;
+    auto path = attribute_path(node->output());
+    if (!path || std::find(keep.begin(), keep.end(), path->attribute) != keep.end()) continue;
+    const c10::IValue value = submodule_at(module, path->module_path).attr(path->attribute);
+    torch::jit::WithInsertPoint insert_at(node);
+    node->output()->replaceAllUsesWith(graph->insertConstant(value));
+  }
+  auto mutable_graph = graph;
+  torch::jit::ConstantPropagationImmutableTypes(mutable_graph);
+  torch::jit::EliminateDeadCode(graph);
 }
 
 std::vector<c10::IValue> run_with_taps(const torch::jit::Module& module,

@@ -1,9 +1,6 @@
 #include "mcompress/sdk/model_stats.h"
 
-#include <torch/csrc/jit/ir/constants.h>
 #include <torch/csrc/jit/ir/ir.h>
-#include <torch/csrc/jit/passes/constant_propagation.h>
-#include <torch/csrc/jit/passes/dead_code_elimination.h>
 
 #include "mcompress/sdk/evaluate.h"
 #include "mcompress/sdk/graph.h"
@@ -89,43 +86,6 @@ LayerCost cost_of(const Node* node, CostKind kind, const Tapped& t) {
   return cost;
 }
 
-void collect_nodes(torch::jit::Block* block, std::vector<Node*>& out) {
-  for (Node* node : block->nodes()) {
-    out.push_back(node);
-    for (torch::jit::Block* sub : node->blocks()) collect_nodes(sub, out);
-  }
-}
-
-// Scripted models branch on flags such as `self.training` or torchvision's
-// `self.use_res_connect`, which hides layers inside prim::If blocks where they
-// cannot be tapped. Replacing bool/int/float attributes by their current
-// values and constant-propagating inlines the taken branch. Skipped when the
-// graph assigns attributes, since then they are state rather than flags.
-void fold_flag_attributes(const std::shared_ptr<torch::jit::Graph>& graph,
-                          const torch::jit::Module& model) {
-  std::vector<Node*> nodes;
-  collect_nodes(graph->block(), nodes);
-  for (Node* node : nodes) {
-    if (node->kind() == torch::jit::prim::SetAttr) return;
-  }
-  for (Node* node : nodes) {
-    if (node->kind() != torch::jit::prim::GetAttr) continue;
-    const auto type = node->output()->type()->kind();
-    if (type != c10::TypeKind::BoolType && type != c10::TypeKind::IntType &&
-        type != c10::TypeKind::FloatType) {
-      continue;
-    }
-    auto path = attribute_path(node->output());
-    if (!path) continue;
-    const c10::IValue value = submodule_at(model, path->module_path).attr(path->attribute);
-    torch::jit::WithInsertPoint insert_at(node);
-    node->output()->replaceAllUsesWith(graph->insertConstant(value));
-  }
-  auto mutable_graph = graph;
-  torch::jit::ConstantPropagationImmutableTypes(mutable_graph);
-  torch::jit::EliminateDeadCode(graph);
-}
-
 torch::Tensor tensor_or_empty(const c10::IValue& value) {
   return value.isTensor() ? value.toTensor() : torch::Tensor();
 }
@@ -138,7 +98,7 @@ std::vector<LayerCost> layer_costs(const torch::jit::Module& model,
   torch::NoGradGuard no_grad;
   EvalModeGuard eval_mode(model);
   auto graph = inlined_forward_graph(model);
-  fold_flag_attributes(graph, model);
+  fold_flag_attributes(graph, model, /*include_ints=*/true);
   // Only top-level nodes: values inside data-dependent if/loop blocks cannot
   // be returned from the graph, so layers there are not counted.
   std::vector<Node*> nodes;

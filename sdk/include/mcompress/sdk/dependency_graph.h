@@ -9,11 +9,22 @@
 // (channel_pruning.h) applies one group's selection to every member at once,
 // which is what keeps a pruned model runnable.
 //
+// Concatenation (`torch.cat` along the channel dim, also of lists built with
+// `append` as DenseNet does) gives every input its index range of the result:
+// a layer reading the concatenation has one member per input group, each with
+// its `offset`. GroupNorm splits its channels into fixed parts that must keep
+// equal sizes (ChannelGroup::parts).
+//
 // Safety rule: whatever the analysis does not understand (an unknown op, a
-// concatenation, a reshape that hard-codes a channel count, a parameter used
-// outside its layer, the model output) freezes the groups it touches with a
-// recorded reason. A frozen group is never pruned, so an unsupported model is
-// compressed less, never broken.
+// reshape that hard-codes a channel count, a parameter used outside its
+// layer, a count the model's code holds as a constant, a loop, the model
+// output) freezes the groups it touches with a recorded reason. A frozen group
+// is never pruned, so an unsupported model is compressed less, never broken.
+//
+// Configuration flags are read with their current values: branches selected
+// by bool and float module attributes (torchvision's `use_res_connect`,
+// DenseNet's `memory_efficient` and `drop_rate`) are resolved before the
+// analysis; `training` is not, so both training and eval code are analysed.
 //
 // Torch-free on purpose (the reports and the recipe tools read groups); the two
 // torch types in the signature are only declared here.
@@ -60,9 +71,16 @@ struct ChannelMember {
   // Entries of `dim` per channel: 1, or H*W where a [N,C,H,W] activation was
   // flattened into a linear layer (channel c owns entries [c*H*W, (c+1)*H*W)).
   int64_t block_size = 1;
+  // Where channel 0 starts along `dim`, in entries: non-zero for a layer that
+  // reads a concatenation, where this group is one index range of the input.
+  int64_t offset = 0;
+  // Entries of `dim` (or the int attribute's value) when analysed; 0 means
+  // size * block_size, i.e. the member belongs to this group alone.
+  int64_t extent = 0;
 
   bool is_buffer() const { return kind == MemberKind::Buffer; }
   bool is_tensor() const { return kind == MemberKind::Parameter || kind == MemberKind::Buffer; }
+  int64_t entries(int64_t group_size) const { return extent > 0 ? extent : group_size * block_size; }
   // "layer1.0.conv1.weight"
   std::string full_name() const {
     return module_path.empty() ? attribute : module_path + "." + attribute;
@@ -78,6 +96,10 @@ struct MCOMPRESS_SDK_API ChannelGroup {
   // when there are several), e.g. "feeds the model output".
   bool frozen = false;
   std::string frozen_reason;
+  // The channels form this many consecutive equal parts (GroupNorm's groups)
+  // that must keep equal numbers of channels, so the kept count is a multiple
+  // of it and each part keeps its own best channels.
+  int64_t parts = 1;
 
   // Module paths of the layers that produce these channels, in graph order.
   std::vector<std::string> producer_layers() const;

@@ -34,6 +34,16 @@ MCOMPRESS_SDK_API std::optional<AttributePath> attribute_path(const torch::jit::
 MCOMPRESS_SDK_API torch::jit::Module submodule_at(const torch::jit::Module& root,
                                                   const std::string& path);
 
+// Replaces reads of bool and float module attributes (and int ones when
+// `include_ints`) by their current values and constant-propagates, which
+// removes the branches that configuration flags select (torchvision's
+// `use_res_connect`, DenseNet's `memory_efficient`). Attributes named in
+// `keep` (e.g. "training") stay reads. Does nothing when the graph assigns
+// attributes, since then they are state rather than flags.
+MCOMPRESS_SDK_API void fold_flag_attributes(const std::shared_ptr<torch::jit::Graph>& graph,
+                                            const torch::jit::Module& module, bool include_ints,
+                                            const std::vector<std::string>& keep = {});
+
 // Runs `graph` (an inlined forward graph of `module`, possibly annotated by
 // the caller) on `inputs` and returns the values `taps` held, in order. The
 // graph is modified: its return gains the taps. Values must belong to `graph`.

@@ -1,0 +1,262 @@
+// Running sweep candidates as child processes and collecting their results.
+#include "mcompress/framework/compare.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <fmt/format.h>
+
+#include <chrono>
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <thread>
+
+#include "mcompress/framework/atomic_file.h"
+#include "mcompress/sdk/error.h"
+
+extern char** environ;
+
+namespace mcompress {
+namespace fs = std::filesystem;
+namespace {
+
+constexpr int kSweepDirFormat = 1;
+
+nlohmann::json read_json_file(const fs::path& path) {
+  std::ifstream in(path);
+  if (!in) throw Error(fmt::format("cannot read {}", path.string()));
+  try {
+    return nlohmann::json::parse(in);
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(fmt::format("{} is not valid JSON ({})", path.string(), e.what()));
+  }
+}
+
+nlohmann::json objective_json(const Objective& o) {
+  nlohmann::json constraints = nlohmann::json::array();
+  for (const auto& b : o.constraints) constraints.push_back({{"metric", b.metric}, {"is_max", b.is_max}, {"limit", b.limit}});
+  return {{"reference", o.reference},
+          {"primary", o.primary},
+          {"minimize", o.direction == Direction::Minimize},
+          {"score_weights", o.score_weights},
+          {"constraints", constraints}};
+}
+
+Objective objective_from_json(const nlohmann::json& j) {
+  Objective o;
+  o.reference = j.at("reference");
+  o.primary = j.at("primary");
+  o.direction = j.at("minimize").get<bool>() ? Direction::Minimize : Direction::Maximize;
+  o.score_weights = j.at("score_weights").get<std::map<std::string, double>>();
+  for (const auto& b : j.at("constraints")) o.constraints.push_back({b.at("metric"), b.at("is_max"), b.at("limit")});
+  return o;
+}
+
+nlohmann::json sweep_json(const Sweep& sweep) {
+  nlohmann::json candidates = nlohmann::json::array();
+  for (const auto& c : sweep.candidates) {
+    candidates.push_back({{"index", c.index}, {"name", c.name}, {"overrides", c.overrides}});
+  }
+  return {{"format", kSweepDirFormat},    {"name", sweep.name},           {"source", sweep.source_path},
+          {"base", sweep.base_recipe},    {"overrides", sweep.overrides}, {"candidates", candidates},
+          {"objective", objective_json(sweep.objective)}};
+}
+
+// A rerun into the same directory continues the same sweep, or refuses.
+void prepare_directory(const Sweep& sweep, const fs::path& out) {
+  const auto file = out / "sweep.json";
+  const auto current = sweep_json(sweep);
+  if (fs::exists(file)) {
+    auto previous = read_json_file(file);
+    if (previous.at("candidates") != current.at("candidates") || previous.at("base") != current.at("base") ||
+        previous.at("overrides") != current.at("overrides")) {
+      throw Error(fmt::format("{} holds another sweep (its candidates or base differ); use another --out "
+                              "directory to start this one",
+                              out.string()));
+    }
+  }
+  fs::create_directories(out / "candidates");
+  write_file_atomically(file, current.dump(2) + "\n");
+}
+
+struct Running {
+  Candidate candidate;
+  pid_t pid = 0;
+  std::chrono::steady_clock::time_point started;
+};
+
+std::vector<std::string> child_arguments(const Sweep& sweep, const Candidate& c, const fs::path& run_dir,
+                                         const CompareOptions& options) {
+  std::vector<std::string> args{options.executable, "run"};
+  if (fs::exists(run_dir / "run.json")) {
+    args.insert(args.end(), {"--resume", run_dir.string()});  // an interrupted candidate continues
+  } else {
+    args.insert(args.end(), {sweep.base_recipe, "--out", run_dir.string()});
+    for (const auto& o : sweep.overrides) args.insert(args.end(), {"--set", o});
+    for (const auto& o : c.overrides) args.insert(args.end(), {"--set", o});
+  }
+  args.push_back("--quiet");
+  for (const auto& d : options.plugin_dirs) args.insert(args.end(), {"--plugin-dir", d});
+  return args;
+}
+
+pid_t spawn(const std::vector<std::string>& args, const fs::path& log_file) {
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
+  posix_spawn_file_actions_addopen(&actions, STDERR_FILENO, log_file.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+  std::vector<char*> argv;
+  for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  pid_t pid = 0;
+  const int rc = posix_spawn(&pid, args[0].c_str(), &actions, nullptr, argv.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  if (rc != 0) throw Error(fmt::format("cannot start {}: {}", args[0], std::strerror(rc)));
+  return pid;
+}
+
+std::string last_lines(const fs::path& file, size_t max_lines) {
+  std::ifstream in(file);
+  std::vector<std::string> lines;
+  for (std::string line; std::getline(in, line);) {
+    if (!line.empty()) lines.push_back(line);
+  }
+  if (lines.size() > max_lines) lines.erase(lines.begin(), lines.end() - max_lines);
+  return fmt::format("{}", fmt::join(lines, " | "));
+}
+
+CandidateResult finish(const Sweep& sweep, const Candidate& c, const fs::path& dir, int wait_status,
+                       bool timed_out, double seconds) {
+  CandidateResult result;
+  const auto report_file = dir / "run" / "report.json";
+  if (fs::exists(report_file)) {
+    result = result_from_report(c, read_json_file(report_file), sweep.objective.reference);
+  } else {
+    result.index = c.index;
+    result.name = c.name;
+    result.overrides = c.overrides;
+    result.status = "failed";
+  }
+  result.run_dir = (dir / "run").string();
+  result.seconds = seconds;
+  if (timed_out) {
+    result.status = "timeout";
+    result.error = fmt::format("stopped after the sweep's time limit of {} s", sweep.time_limit_seconds);
+  } else if (WIFSIGNALED(wait_status)) {
+    result.status = "crashed";
+    result.error = fmt::format("the candidate's process died of signal {} ({}); last output: {}", WTERMSIG(wait_status),
+                               strsignal(WTERMSIG(wait_status)), last_lines(dir / "output.log", 3));
+  } else if (WEXITSTATUS(wait_status) != 0 && result.error.empty()) {
+    result.error = last_lines(dir / "output.log", 3);
+  }
+  return result;
+}
+
+std::vector<CandidateResult> results_in(const fs::path& dir) {
+  std::vector<CandidateResult> results;
+  const auto candidates = dir / "candidates";
+  if (!fs::is_directory(candidates)) return results;
+  for (const auto& entry : fs::directory_iterator(candidates)) {
+    const auto file = entry.path() / "result.json";
+    if (fs::exists(file)) results.push_back(candidate_result_from_json(read_json_file(file)));
+  }
+  return results;
+}
+
+}  // namespace
+
+SweepOutcome run_sweep(const Sweep& sweep, const CompareOptions& options, Logger& log, Progress& progress) {
+  if (options.jobs < 1) throw Error("--jobs must be at least 1");
+  prepare_directory(sweep, options.out_dir);
+  const auto mine = shard_of(sweep.candidates, options.shard_index, options.shard_count);
+  std::vector<Candidate> pending;
+  SweepOutcome outcome;
+  for (const auto& c : mine) {
+    if (fs::exists(options.out_dir / "candidates" / c.directory() / "result.json")) {
+      ++outcome.skipped;
+    } else {
+      pending.push_back(c);
+    }
+  }
+  log.info(fmt::format("sweep `{}`: {} candidates in this shard, {} already finished, {} to run with {} job(s)",
+                       sweep.name, mine.size(), outcome.skipped, pending.size(), options.jobs));
+
+  std::map<pid_t, Running> running;
+  size_t next = 0;
+  int done = 0;
+  progress.start("candidates", static_cast<int64_t>(pending.size()));
+  while (next < pending.size() || !running.empty()) {
+    while (next < pending.size() && static_cast<int>(running.size()) < options.jobs) {
+      const auto& c = pending[next++];
+      const auto dir = options.out_dir / "candidates" / c.directory();
+      fs::create_directories(dir);
+      const pid_t pid = spawn(child_arguments(sweep, c, dir / "run", options), dir / "output.log");
+      running[pid] = {c, pid, std::chrono::steady_clock::now()};
+      log.info(fmt::format("  started {} (pid {})", c.name, pid));
+    }
+    int status = 0;
+    pid_t pid = waitpid(-1, &status, WNOHANG);
+    bool timed_out = false;
+    if (pid == 0) {
+      // Nothing ended: enforce the time limit, then poll again shortly.
+      for (auto& [child, r] : running) {
+        const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - r.started).count();
+        if (sweep.time_limit_seconds > 0 && elapsed > sweep.time_limit_seconds) {
+          kill(child, SIGKILL);
+          waitpid(child, &status, 0);
+          pid = child;
+          timed_out = true;
+          break;
+        }
+      }
+      if (pid == 0) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+        continue;
+      }
+    }
+    if (pid < 0) throw Error(fmt::format("waiting for candidates failed: {}", std::strerror(errno)));
+    auto it = running.find(pid);
+    if (it == running.end()) continue;
+    const Running r = it->second;
+    running.erase(it);
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - r.started).count();
+    const auto dir = options.out_dir / "candidates" / r.candidate.directory();
+    const auto result = finish(sweep, r.candidate, dir, status, timed_out, seconds);
+    write_file_atomically(dir / "result.json", to_json(result).dump(2) + "\n");
+    ++outcome.ran;
+    progress.update(++done, fmt::format("{}: {}", r.candidate.name, result.status));
+    log.info(fmt::format("  finished {}: {} in {:.1f} s{}", r.candidate.name, result.status, seconds,
+                         result.error.empty() ? "" : " — " + result.error));
+  }
+  progress.finish(fmt::format("{} run, {} resumed from earlier", outcome.ran, outcome.skipped));
+
+  auto results = results_in(options.out_dir);
+  for (const auto& r : results) outcome.failed += r.status != "completed";
+  outcome.comparison = rank_candidates(sweep.name, sweep.objective, std::move(results));
+  write_comparison(options.out_dir.string(), outcome.comparison);
+  return outcome;
+}
+
+Comparison merge_sweep_results(const std::vector<fs::path>& dirs) {
+  if (dirs.empty()) throw Error("give at least one sweep directory");
+  const auto first = read_json_file(dirs.front() / "sweep.json");
+  std::map<int, CandidateResult> by_index;  // a candidate found in several shards counts once
+  for (const auto& dir : dirs) {
+    const auto sweep = read_json_file(dir / "sweep.json");
+    if (sweep.at("candidates") != first.at("candidates")) {
+      throw Error(fmt::format("{} belongs to another sweep than {}; merge only shards of one sweep",
+                              dir.string(), dirs.front().string()));
+    }
+    for (auto& r : results_in(dir)) by_index[r.index] = std::move(r);
+  }
+  std::vector<CandidateResult> results;
+  for (auto& [index, r] : by_index) results.push_back(std::move(r));
+  return rank_candidates(first.at("name"), objective_from_json(first.at("objective")), std::move(results));
+}
+
+}  // namespace mcompress

@@ -1,0 +1,242 @@
+// `mcompress compare` and `mcompress report`: candidates as child processes,
+// crash and time-limit isolation, streaming + resume, shards, ranking and the
+// HTML report rendered by headless Chromium.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "mcompress/framework/comparison.h"
+#include "mcompress/framework/sweep.h"
+#include "test_support.h"
+
+namespace fs = std::filesystem;
+using mcompress::testing::read_text;
+using mcompress::testing::run_command;
+using mcompress::testing::TempDir;
+using mcompress::testing::write_text;
+
+namespace {
+
+const std::string kPlugins = std::string(" --plugin-dir ") + MCOMPRESS_TEST_PLUGIN_DIR + "/good";
+
+// Base recipe: a small MLP trained briefly, then pruned.
+void write_base(const fs::path& dir) {
+  write_text(dir / "base.yaml", std::string(R"(mcompress: 1
+name: sweep_base
+seed: 1
+threads: 1
+model:
+  zoo: mlp
+  options: {width: 16}
+data:
+  path: )") + MCOMPRESS_FASHION_MNIST_DIR + R"(
+  train_limit: 2000
+  eval_limit: 400
+  validation_size: 400
+probes:
+  enabled: [accuracy, latency, params, size]
+  latency_batch_sizes: [1]
+  latency_runs: 3
+  latency_warmup: 1
+stages:
+  - name: train
+    pass: finetune
+    params: {epochs: 1, lr: 0.05}
+  - name: prune
+    pass: magnitude_prune
+    params: {sparsity: 0.5}
+)");
+}
+
+std::string sweep_text(const std::string& extra) {
+  return R"(mcompress_sweep: 1
+name: test_sweep
+base: base.yaml
+candidates:
+  - name: crashes
+    set: ["stages.prune.pass=test_crash", "stages.prune.params={}"]
+grid:
+  stages.prune.params.sparsity: [0.0, 0.5]
+objective:
+  reference: train
+  constraints: {max_accuracy_drop: 0.3}
+  minimize: size_mb
+)" + extra;
+}
+
+mcompress::testing::CommandResult compare(const fs::path& dir, const std::string& args, const std::string& env = "") {
+  return run_command(env + " " + MCOMPRESS_CLI + " compare " + (dir / "sweep.yaml").string() + " --quiet" + kPlugins +
+                     " " + args);
+}
+
+nlohmann::json comparison_of(const fs::path& out) {
+  return nlohmann::json::parse(read_text(out / "comparison.json"));
+}
+
+std::map<std::string, std::string> statuses(const nlohmann::json& comparison) {
+  std::map<std::string, std::string> out;
+  for (const auto& c : comparison.at("candidates")) out[c.at("name")] = c.at("status");
+  return out;
+}
+
+TEST(Compare, CrashingCandidateIsRecordedAndTheSweepGoesOnThenResumesWithoutRedoingWork) {
+  TempDir tmp("compare");
+  write_base(tmp.path());
+  write_text(tmp.path() / "sweep.yaml", sweep_text(""));
+  const auto out = tmp.path() / "out";
+  const auto first = compare(tmp.path(), "--jobs 2 --out " + out.string(), "MCOMPRESS_TEST_CRASH=1");
+  ASSERT_EQ(first.exit_code, 0) << first.output;
+  auto cmp = comparison_of(out);
+  EXPECT_EQ(statuses(cmp), (std::map<std::string, std::string>{
+                               {"crashes", "crashed"}, {"sparsity=0.0", "completed"}, {"sparsity=0.5", "completed"}}));
+  for (const auto& c : cmp.at("candidates")) {
+    if (c.at("name") == "crashes") {
+      EXPECT_NE(c.at("error").get<std::string>().find("signal 9"), std::string::npos);
+    }
+  }
+  // Ranked: both completed meet the constraint; the pruned one is smaller, so it wins.
+  EXPECT_EQ(cmp.at("best"), "sparsity=0.5");
+  EXPECT_EQ(cmp.at("candidates")[0].at("name"), "sparsity=0.5");
+  EXPECT_TRUE(cmp.at("candidates")[0].at("pareto_size").get<bool>());
+  EXPECT_TRUE(fs::exists(out / "comparison.csv"));
+  EXPECT_NE(read_text(out / "comparison.md").find("Best: `sparsity=0.5`"), std::string::npos);
+
+  // Rerun: nothing finished is redone; a removed result is run again.
+  const auto crashed_dir = out / "candidates" / "000_crashes";
+  fs::remove(crashed_dir / "result.json");
+  const std::string kept = read_text(out / "candidates" / "001_sparsity_0.0" / "result.json");
+  const auto second = compare(tmp.path(), "--out " + out.string());
+  ASSERT_EQ(second.exit_code, 0) << second.output;
+  EXPECT_EQ(read_text(out / "candidates" / "001_sparsity_0.0" / "result.json"), kept);
+  EXPECT_EQ(statuses(comparison_of(out)).at("crashes"), "completed");  // no crash without the variable
+}
+
+TEST(Compare, ShardsAreDisjointAndReportMergesThem) {
+  TempDir tmp("shards");
+  write_base(tmp.path());
+  write_text(tmp.path() / "sweep.yaml", sweep_text(""));
+  for (int i = 0; i < 2; ++i) {
+    const auto r = compare(tmp.path(), "--shard " + std::to_string(i) + "/2 --out " +
+                                           (tmp.path() / ("s" + std::to_string(i))).string());
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+  }
+  EXPECT_EQ(comparison_of(tmp.path() / "s0").at("candidates").size(), 2u);  // candidates 0 and 2
+  EXPECT_EQ(comparison_of(tmp.path() / "s1").at("candidates").size(), 1u);  // candidate 1
+  const auto merged = run_command(std::string(MCOMPRESS_CLI) + " report " + (tmp.path() / "s0").string() + " " +
+                                  (tmp.path() / "s1").string() + " --out " + (tmp.path() / "all").string());
+  ASSERT_EQ(merged.exit_code, 0) << merged.output;
+  EXPECT_EQ(comparison_of(tmp.path() / "all").at("candidates").size(), 3u);
+  EXPECT_NE(merged.output.find("Best: `sparsity=0.5`"), std::string::npos) << merged.output;
+}
+
+TEST(Compare, TimeLimitStopsAHangingCandidate) {
+  TempDir tmp("timeout");
+  write_base(tmp.path());
+  write_text(tmp.path() / "sweep.yaml", R"(mcompress_sweep: 1
+name: slow
+base: base.yaml
+time_limit: 1
+candidates:
+  - name: long_training
+    set: ["stages.train.params.epochs=500"]
+)");
+  const auto r = compare(tmp.path(), "--out " + (tmp.path() / "out").string());
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const auto cmp = comparison_of(tmp.path() / "out");
+  EXPECT_EQ(cmp.at("candidates")[0].at("status"), "timeout");
+  EXPECT_NE(cmp.at("recommendation").get<std::string>().find("No candidate completed"), std::string::npos);
+}
+
+TEST(Compare, InvalidSweepAndInvalidCandidatesAreReportedBeforeAnythingRuns) {
+  TempDir tmp("invalid");
+  write_base(tmp.path());
+  write_text(tmp.path() / "sweep.yaml", R"(mcompress_sweep: 1
+base: base.yaml
+candidatez: []
+grid:
+  stages.prune.params.sparsity: [0.5, 1.5]
+objective:
+  minimize: latency
+)");
+  auto r = compare(tmp.path(), "--out " + (tmp.path() / "out").string());
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.output.find("sweep.yaml:3:1: error: unknown key `candidatez`"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("sweep.yaml:7:13: error: unknown metric `latency`"), std::string::npos) << r.output;
+
+  write_text(tmp.path() / "sweep.yaml", R"(mcompress_sweep: 1
+base: base.yaml
+grid:
+  stages.prune.params.sparsity: [0.5, 1.5]
+)");
+  r = compare(tmp.path(), "--out " + (tmp.path() / "out").string());
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.output.find("candidate `sparsity=1.5`"), std::string::npos) << r.output;
+  EXPECT_FALSE(fs::exists(tmp.path() / "out"));
+}
+
+TEST(Ranking, ConstraintsOrderFeasibleFirstAndNameTheClosestWhenNoneFits) {
+  mcompress::Objective objective;
+  objective.constraints = {{"latency_b1_median_ms", true, 1.0}, {"accuracy_drop", true, 0.01}};
+  objective.primary = "accuracy";
+  objective.direction = mcompress::Direction::Maximize;
+  auto result = [](int i, double acc, double drop, double latency, double size) {
+    mcompress::CandidateResult r;
+    r.index = i;
+    r.name = "c" + std::to_string(i);
+    r.status = "completed";
+    r.metrics = {{"accuracy", acc}, {"accuracy_drop", drop}, {"latency_b1_median_ms", latency},
+                 {"size_bytes", size}, {"size_mb", size / 1048576}};
+    return r;
+  };
+  auto cmp = mcompress::rank_candidates("t", objective,
+                                        {result(0, 0.90, 0.00, 2.0, 100), result(1, 0.89, 0.005, 0.8, 50),
+                                         result(2, 0.91, 0.0, 0.9, 80), result(3, 0.80, 0.1, 0.5, 40)});
+  EXPECT_EQ(cmp.ranked[0].result.name, "c2");  // feasible, most accurate
+  EXPECT_EQ(cmp.ranked[1].result.name, "c1");
+  EXPECT_FALSE(cmp.ranked[2].feasible);
+  // c0 is slower and less accurate than c2; every other one is best at something.
+  std::map<std::string, bool> front;
+  for (const auto& c : cmp.ranked) front[c.result.name] = c.pareto_latency;
+  EXPECT_EQ(front, (std::map<std::string, bool>{{"c0", false}, {"c1", true}, {"c2", true}, {"c3", true}}));
+  EXPECT_NE(cmp.recommendation.find("Best: `c2`"), std::string::npos);
+
+  objective.constraints = {{"latency_b1_median_ms", true, 0.1}};
+  cmp = mcompress::rank_candidates("t", objective, {result(0, 0.9, 0, 2.0, 1), result(1, 0.9, 0, 0.2, 1)});
+  EXPECT_NE(cmp.recommendation.find("No candidate meets every constraint. Closest: `c1`"), std::string::npos)
+      << cmp.recommendation;
+  EXPECT_NE(cmp.recommendation.find("latency_b1_median_ms 0.200 ms > 0.100 ms"), std::string::npos)
+      << cmp.recommendation;
+}
+
+TEST(Compare, HtmlReportRendersInHeadlessChromium) {
+  if (!fs::exists("/usr/bin/chromium")) GTEST_SKIP() << "Debian's chromium is not installed (scripts/install-deps.sh installs it)";
+  auto result = [](int i, double acc, double latency, double size) {
+    mcompress::CandidateResult r;
+    r.index = i;
+    r.name = "candidate " + std::to_string(i);
+    r.status = "completed";
+    r.metrics = {{"accuracy", acc}, {"latency_b1_median_ms", latency}, {"size_bytes", size * 1048576}, {"size_mb", size}};
+    return r;
+  };
+  const auto cmp = mcompress::rank_candidates(
+      "render check", {}, {result(0, 0.9, 1.0, 2.0), result(1, 0.85, 0.5, 1.0), result(2, 0.8, 0.9, 1.5)});
+  TempDir tmp("html");
+  mcompress::write_comparison(tmp.path().string(), cmp);
+  const auto dom = run_command(
+      "timeout 60 /usr/bin/chromium --headless --no-sandbox --disable-gpu --disable-quic --no-first-run "
+      "--disable-background-networking --disable-component-update --disable-sync --user-data-dir=" +
+      (tmp.path() / "profile").string() + " --dump-dom file://" + (tmp.path() / "comparison.html").string() +
+      " 2>/dev/null");
+  ASSERT_EQ(dom.exit_code, 0) << dom.output;
+  // The browser parsed the page: both plots with their points, fronts and the table.
+  EXPECT_NE(dom.output.find("data-metric=\"latency_b1_median_ms\""), std::string::npos) << dom.output;
+  EXPECT_NE(dom.output.find("data-metric=\"size_mb\""), std::string::npos);
+  size_t circles = 0;
+  for (size_t p = dom.output.find("<circle"); p != std::string::npos; p = dom.output.find("<circle", p + 1)) ++circles;
+  EXPECT_EQ(circles, 6u);
+  EXPECT_NE(dom.output.find("class=\"front\""), std::string::npos);
+  EXPECT_NE(dom.output.find("<td>candidate 1</td>"), std::string::npos);
+}
+
+}  // namespace
