@@ -22,6 +22,13 @@ const std::map<std::string, std::string> kBudget = {
      "--set stages.train.params.epochs=1 --set stages.recover.params.epochs=1 "
      "--set probes.latency_runs=3 --set probes.latency_warmup=1 "
      "--set stages.recover.gate.max_accuracy_drop=0.05"},
+    {"fashion_mnist_prune_criteria.yaml",
+     "--set threads=1 --set data.train_limit=4000 --set data.eval_limit=1000 "
+     "--set data.validation_size=500 --set data.calibration_size=256 --set stages.train.params.epochs=1 "
+     "--set stages.gradient.params.calibration_batches=4 "
+     "--set stages.activation.params.calibration_batches=4 "
+     "--set stages.activation_ft.gate.max_accuracy_drop=0.05 "
+     "--set probes.latency_runs=3 --set probes.latency_warmup=1"},
     // threads=1: on a busy two-core machine a second intra-op thread waits
     // for a time slice at every parallel region.
     {"prune_then_distill.yaml",
@@ -37,6 +44,13 @@ const std::map<std::string, std::string> kBudget = {
      "--set stages.intermediate.gate.max_accuracy_drop=0.1 "
      "--set stages.student.gate.max_accuracy_drop=0.25 "
      "--set probes.latency_runs=3 --set probes.latency_warmup=1"},
+    {"shakespeare_mlx_quant.yaml",
+     "--set threads=1 --set data.train_limit=1500 --set data.eval_limit=100 "
+     "--set data.validation_size=100 "
+     "--set 'stages.train.params={epochs: 0, max_steps: 60, batch_size: 32, optimizer: adamw, lr: 0.003}' "
+     "--set model.options.width=64 --set model.options.layers=2 "
+     "--set stages.quantize.gate.max_accuracy_drop=0.05 "
+     "--set probes.latency_runs=3 --set probes.latency_warmup=1 --set probes.sample_length=60"},
     {"shakespeare_reverse_kld.yaml",
      "--set threads=1 --set data.train_limit=1500 --set data.eval_limit=100 "
      "--set data.validation_size=100 "
@@ -145,6 +159,59 @@ TEST(Pipelines, ShakespeareReverseKldDistillsACharacterModel) {
   EXPECT_LT(student.at("params").get<double>(), 0.4 * teacher.at("params").get<double>());
   EXPECT_LT(teacher.at("bits_per_char").get<double>(), 5.0);  // log2(65) = 6.02 is guessing
   EXPECT_GT(student.at("perplexity").get<double>(), 1.0);
+  // The summary table shows bits per character for language models.
+  EXPECT_NE(read_text(tmp.path() / "run" / "report.md").find("Bits/char"), std::string::npos);
+}
+
+TEST(Pipelines, ShakespeareMlxQuantQuantizesTheTrainedModelAndExportsMlx) {
+  TempDir tmp("pipeline-mlx-quant");
+  const auto report = run_pipeline(tmp, "shakespeare_mlx_quant.yaml");
+  ASSERT_FALSE(report.is_null());
+  const auto trained = stage(report, "train").at("metrics");
+  const auto quantized = stage(report, "quantize");
+  EXPECT_EQ(quantized.at("status"), "accepted");
+  // Same logical parameters, a smaller file, about the same bits per character.
+  EXPECT_EQ(quantized.at("metrics").at("params"), trained.at("params"));
+  EXPECT_LT(quantized.at("metrics").at("size_bytes").get<double>(),
+            0.6 * trained.at("size_bytes").get<double>());
+  EXPECT_LT(quantized.at("metrics").at("bits_per_char").get<double>(),
+            trained.at("bits_per_char").get<double>() + 0.1);
+  bool exported = false;
+  for (const auto& entry : fs::directory_iterator(tmp.path() / "run" / "stages")) {
+    exported = exported || fs::exists(entry.path() / "artifacts" / "mlx" / "model.safetensors");
+  }
+  EXPECT_TRUE(exported);
+}
+
+// Three criteria from the same trained model at the same sparsity: one
+// table with each pruned and fine-tuned result.
+TEST(Pipelines, FashionMnistPruneCriteriaComparesTheThreeCriteriaInOneTable) {
+  TempDir tmp("pipeline-prune-criteria");
+  const fs::path out = tmp.path() / "run";
+  const auto result = run_command(std::string(MCOMPRESS_CLI) + " run " + MCOMPRESS_SOURCE_DIR +
+                                  "/pipelines/fashion_mnist_prune_criteria.yaml --quiet --out " + out.string() +
+                                  " " + kBudget.at("fashion_mnist_prune_criteria.yaml"));
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  const auto report = nlohmann::json::parse(read_text(out / "report.json"));
+  EXPECT_EQ(report.at("status"), "completed");
+  const auto trained = stage(report, "train").at("metrics");
+  EXPECT_GT(trained.at("accuracy").get<double>(), 0.70);
+  for (const std::string criterion : {"magnitude", "gradient", "activation"}) {
+    SCOPED_TRACE(criterion);
+    const auto pruned = stage(report, criterion);
+    const auto tuned = stage(report, criterion + "_ft");
+    ASSERT_EQ(pruned.at("status"), "accepted") << pruned.dump(2);
+    ASSERT_EQ(tuned.at("status"), "accepted") << tuned.dump(2);
+    // Same sparsity, same shapes: every criterion removes the same parameters.
+    EXPECT_LT(pruned.at("metrics").at("params").get<double>(), 0.6 * trained.at("params").get<double>());
+    EXPECT_EQ(pruned.at("metrics").at("params"), stage(report, "magnitude").at("metrics").at("params"));
+    EXPECT_GT(tuned.at("metrics").at("accuracy").get<double>(), 0.65);
+  }
+  const std::string table = read_text(out / "report.md");
+  for (const char* row : {"| magnitude | magnitude_prune |", "| gradient | gradient_prune |",
+                          "| activation | activation_prune |", "| gradient_ft | finetune |"}) {
+    EXPECT_NE(table.find(row), std::string::npos) << row << "\n" << table;
+  }
 }
 
 TEST(Pipelines, DryRunPrintsTheResolvedPlanAndWritesNothing) {

@@ -2,7 +2,6 @@
 // selection (channel_pruning.h) and the magnitude_prune plugin. Models are
 // small TorchScript modules defined here plus real torchvision architectures
 // scripted by Python; pruned models are checked in a fresh Python process.
-#include <dlfcn.h>
 #include <gtest/gtest.h>
 #include <torch/script.h>
 
@@ -21,9 +20,9 @@
 #include <mcompress/sdk/evaluate.h>
 #include <mcompress/sdk/graph.h>
 #include <mcompress/sdk/model_stats.h>
-#include <mcompress/sdk/plugin_abi.h>
 #include <mcompress/sdk/pass.h>
 
+#include "pass_loading.h"
 #include "test_support.h"
 
 namespace fs = std::filesystem;
@@ -511,6 +510,34 @@ def forward(self, x):
   auto results = prune_by_l2(copy, input, 0.3);  // 5.6 -> rounded to a multiple of 2
   EXPECT_EQ(attr(copy, "gn", "weight").size(0), 6);
   EXPECT_EQ(run(copy, input).sizes(), (std::vector<int64_t>{1, 10}));
+}
+
+// Large images are first observed at small sizes; a flatten whose block
+// follows the input size needs the real one, and gets it.
+TEST(DependencyGraph, FlattenBlocksAreThoseOfTheRealInputSize) {
+  for (bool adaptive : {false, true}) {
+    SCOPED_TRACE(adaptive ? "adaptive pooling" : "fixed-size flatten");
+    ModelBuilder b;
+    Module m = b.module("LargeInput");
+    m.register_module("conv", b.conv(3, 4));
+    m.register_module("fc", b.linear(adaptive ? 4 * 3 * 3 : 4 * 25 * 25, 10));
+    m.define(adaptive ? R"(
+def forward(self, x):
+    x = torch.relu(self.conv.forward(x))
+    return self.fc.forward(torch.flatten(torch.adaptive_avg_pool2d(x, [3, 3]), 1))
+)" : R"(
+def forward(self, x):
+    x = torch.max_pool2d(torch.relu(self.conv.forward(x)), [4, 4], [4, 4], [0, 0], [1, 1], False)
+    return self.fc.forward(torch.flatten(x, 1))
+)");
+    const torch::Tensor input = torch::randn({1, 3, 100, 100});
+    const auto graph = mcompress::analyze_dependencies(m, input);
+    const auto* conv = group_named(graph, "conv");
+    ASSERT_NE(conv, nullptr);
+    EXPECT_FALSE(conv->frozen) << describe(graph);
+    EXPECT_TRUE(has_member(*conv, "fc.weight", 1, adaptive ? 9 : 625)) << describe(graph);
+    expect_pruning_equals_cutting_channels_off(m, input);
+  }
 }
 
 TEST(DependencyGraph, ViewThatHardCodesTheChannelCountFreezesItsGroup) {
@@ -1102,40 +1129,13 @@ TEST_F(TorchvisionModels, MobileNetV2DepthwiseAndSqueezeNetConcatenationGroupsAr
 // ---------------------------------------------------------------------------
 // The plugins, loaded the way a host loads them.
 
-class CollectingRegistry : public mcompress::PassRegistry {
- public:
-  void add(std::unique_ptr<mcompress::Pass> pass) override { passes.push_back(std::move(pass)); }
-  std::vector<std::unique_ptr<mcompress::Pass>> passes;
-};
-
 class RecordingLogger : public mcompress::Logger {
  public:
   void log(mcompress::LogLevel, const std::string& message) override { lines.push_back(message); }
   std::vector<std::string> lines;
 };
 
-// Loaded once and never unloaded: the pass objects come from the library.
-const mcompress::Pass& pruning_pass(const std::string& name) {
-  static std::map<std::string, CollectingRegistry*> registries;
-  auto& registry = registries[name];
-  if (!registry) {
-    const fs::path file = fs::path(MCOMPRESS_PLUGIN_DIR) / (name + ".so");
-    void* library = dlopen(file.c_str(), RTLD_NOW | RTLD_LOCAL);
-    if (!library) throw std::runtime_error("cannot load " + file.string() + ": " + dlerror());
-    // Boost.DLL's alias is a variable holding the entry function's address.
-    auto* alias = static_cast<const void* const*>(dlsym(library, MCOMPRESS_PLUGIN_ENTRY_SYMBOL));
-    if (!alias) throw std::runtime_error("no entry symbol in " + file.string());
-    auto entry = reinterpret_cast<mcompress_plugin_entry_fn>(const_cast<void*>(*alias));
-    const mcompress_plugin_info* info = entry();
-    if (std::string(info->plugin_name) != name || info->sdk_major != MCOMPRESS_SDK_VERSION_MAJOR) {
-      throw std::runtime_error("unexpected plugin info");
-    }
-    registry = new CollectingRegistry;
-    info->register_passes(registry);
-  }
-  if (registry->passes.size() != 1) throw std::runtime_error("expected one pass");
-  return *registry->passes.front();
-}
+const mcompress::Pass& pruning_pass(const std::string& name) { return mcompress::testing::plugin_pass(name); }
 
 const mcompress::Pass& magnitude_prune_pass() { return pruning_pass("magnitude_prune"); }
 

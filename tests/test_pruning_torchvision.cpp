@@ -3,7 +3,7 @@
 // the build tree) pruned by each criterion plugin at 30% and 50% of their
 // channels, then saved and run by plain PyTorch in a fresh process. Inputs are
 // 64x64 to keep the suite fast; the architectures are the real ones.
-#include <dlfcn.h>
+#include <unistd.h>
 #include <gtest/gtest.h>
 #include <torch/script.h>
 
@@ -18,9 +18,10 @@
 #include <mcompress/sdk/model_stats.h>
 #include <mcompress/sdk/module_copy.h>
 #include <mcompress/sdk/pass.h>
-#include <mcompress/sdk/plugin_abi.h>
 
+#include "pass_loading.h"
 #include "test_support.h"
+#include "torchvision_models.h"
 
 namespace fs = std::filesystem;
 using mcompress::testing::run_command;
@@ -31,44 +32,9 @@ namespace {
 
 constexpr int64_t kResolution = 64;
 
-// Scripted once per build tree: scripting DenseNet or VGG takes seconds.
-fs::path scripted_model(const std::string& name) {
-  const fs::path dir = fs::path(MCOMPRESS_BINARY_DIR) / "test-models";
-  const fs::path file = dir / ("torchvision-" + name + ".pt");
-  if (fs::exists(file)) return file;
-  fs::create_directories(dir);
-  const fs::path partial = dir / ("torchvision-" + name + ".pt.partial");
-  const auto result = run_command(
-      std::string(MCOMPRESS_PYTHON) + " -c \"import torch, torchvision; torch.manual_seed(0); "
-      "m = getattr(torchvision.models, '" + name + "')(num_classes=10).eval(); "
-      "torch.jit.script(m).save(r'" + partial.string() + "')\"");
-  if (result.exit_code != 0) throw std::runtime_error("cannot script " + name + ": " + result.output);
-  fs::rename(partial, file);  // complete files only, even when tests run in parallel
-  return file;
-}
+fs::path scripted_model(const std::string& name) { return mcompress::testing::scripted_torchvision_model(name); }
 
-class CollectingRegistry : public mcompress::PassRegistry {
- public:
-  void add(std::unique_ptr<mcompress::Pass> pass) override { passes.push_back(std::move(pass)); }
-  std::vector<std::unique_ptr<mcompress::Pass>> passes;
-};
-
-// Loaded once and never unloaded, as the host does.
-const mcompress::Pass& pass_named(const std::string& name) {
-  static std::map<std::string, CollectingRegistry*> registries;
-  auto& registry = registries[name];
-  if (!registry) {
-    const fs::path file = fs::path(MCOMPRESS_PLUGIN_DIR) / (name + ".so");
-    void* library = dlopen(file.c_str(), RTLD_NOW | RTLD_LOCAL);
-    if (!library) throw std::runtime_error("cannot load " + file.string() + ": " + dlerror());
-    auto* alias = static_cast<const void* const*>(dlsym(library, MCOMPRESS_PLUGIN_ENTRY_SYMBOL));
-    if (!alias) throw std::runtime_error("no entry symbol in " + file.string());
-    auto entry = reinterpret_cast<mcompress_plugin_entry_fn>(const_cast<void*>(*alias));
-    registry = new CollectingRegistry;
-    entry()->register_passes(registry);
-  }
-  return *registry->passes.at(0);
-}
+const mcompress::Pass& pass_named(const std::string& name) { return mcompress::testing::plugin_pass(name); }
 
 torch::Tensor deterministic_input(int64_t batch) {
   const int64_t numel = batch * 3 * kResolution * kResolution;

@@ -210,6 +210,45 @@ TEST(Runner, TeacherOriginalReachesThePass) {
   EXPECT_TRUE(record.at("stats").contains("teacher_output_sum"));
 }
 
+TEST(Runner, ExtraProbesPluginProbesEdgeProfileAndDeviceAreRecorded) {
+  TempDir tmp("probes");
+  std::string recipe = recipe_with(kTrain);
+  recipe.replace(recipe.find("enabled: [accuracy, params, size]"), 33,
+                 "enabled: [accuracy, fidelity, latency, memory, params, test_probe]\n"
+                 "  latency_batch_sizes: [1, 8]\n  latency_runs: 5\n"
+                 "  edge: {threads: 1, cpus: [0], memory_mb: 4096}");
+  const auto run = run_recipe(tmp, recipe);
+  ASSERT_EQ(run.result.exit_code, 0) << run.result.output;
+  const auto baseline = read_json(run.dir / "stages/00_baseline/record.json");
+  const auto metrics = baseline.at("outcome").at("metrics");
+  EXPECT_EQ(metrics.at("fidelity_top1_agreement").get<double>(), 1.0);  // the original against itself
+  EXPECT_NEAR(metrics.at("fidelity_mean_kl").get<double>(), 0.0, 1e-9);
+  EXPECT_EQ(metrics.at("test_probe_tensors").get<double>(), 6.0);        // 3 linear layers: weight + bias
+  EXPECT_GT(metrics.at("peak_rss_mb").get<double>(), 10.0);
+  EXPECT_LE(metrics.at("latency_b8_median_ms").get<double>(), metrics.at("latency_b8_p99_ms").get<double>());
+  EXPECT_GT(metrics.at("throughput_b8_per_s").get<double>(), 0.0);
+  EXPECT_GT(metrics.at("edge_latency_b1_median_ms").get<double>(), 0.0);
+  EXPECT_EQ(metrics.at("edge_threads").get<double>(), 1.0);
+  EXPECT_EQ(metrics.at("edge_fits").get<double>(), 1.0);
+  EXPECT_EQ(baseline.at("device").at("type"), "cpu");
+  EXPECT_NE(baseline.at("device").at("gpu_baseline").get<std::string>().find("not available"), std::string::npos);
+  // After training, the model no longer agrees perfectly with the untrained original.
+  const auto trained = read_json(run.dir / "stages/01_train/record.json").at("outcome").at("metrics");
+  EXPECT_LT(trained.at("fidelity_top1_agreement").get<double>(), 0.9);
+  EXPECT_GT(trained.at("fidelity_mean_kl").get<double>(), 0.0);
+}
+
+TEST(Runner, EdgeProfileReportsAModelThatDoesNotFit) {
+  TempDir tmp("edge");
+  std::string recipe = recipe_with(kTrain);
+  recipe.replace(recipe.find("enabled: [accuracy, params, size]"), 33,
+                 "enabled: [accuracy]\n  edge: {threads: 1, memory_mb: 0.0001}");
+  const auto run = run_recipe(tmp, recipe);
+  ASSERT_EQ(run.result.exit_code, 0) << run.result.output;
+  const auto metrics = read_json(run.dir / "stages/01_train/record.json").at("outcome").at("metrics");
+  EXPECT_EQ(metrics.at("edge_fits").get<double>(), 0.0);
+}
+
 TEST(Runner, JsonModePrintsOnlyTheReport) {
   TempDir tmp("json");
   write_text(tmp.path() / "recipe.yaml", recipe_with(kTrain));

@@ -1,6 +1,7 @@
 // mcompress: the command-line host.
 //   mcompress run RECIPE.yaml [--out DIR] [--set key=value ...] [--dry-run] [--quiet] [--json]
 //   mcompress run --resume DIR
+//   mcompress runs list | show RUN | diff RUN_A RUN_B
 //   mcompress plugins | explain PASS | zoo | version
 #include <torch/version.h>
 
@@ -10,16 +11,20 @@
 #include <chrono>
 #include <ctime>
 #include <iostream>
+#include <map>
 #include <sstream>
 
 #include "mcompress/framework/compare.h"
 #include "mcompress/framework/plugin_host.h"
 #include "mcompress/framework/recipe.h"
+#include "mcompress/framework/run_tracking.h"
 #include "mcompress/framework/runner.h"
+#include "mcompress/framework/runs_view.h"
 #include "mcompress/framework/terminal.h"
 #include "mcompress/framework/zoo.h"
 #include "mcompress/sdk/error.h"
 #include "mcompress/sdk/pass.h"
+#include "mcompress/sdk/probe.h"
 #include "mcompress/sdk/version.h"
 
 namespace po = boost::program_options;
@@ -40,6 +45,7 @@ commands:
   run --resume DIR  continue an interrupted run from its last completed stage
   compare SWEEP.yaml  run, rank and report many candidate pipelines (mcompress compare --help)
   report DIR...     merge and rank the results of sweep directories (e.g. shards)
+  runs list|show|diff  query the runs tracked in the MLflow store (mcompress runs --help)
   plugins           list loaded plugins, their passes, and refused libraries
   explain PASS      show a pass's summary, needs and parameters
   zoo               list the built-in models
@@ -47,7 +53,35 @@ commands:
 
 plugins are searched in the build/installed plugin folder, then
 MCOMPRESS_PLUGIN_PATH (colon-separated), then each --plugin-dir.
+runs are tracked in an MLflow file store: --mlruns DIR, else MCOMPRESS_MLRUNS,
+else ./mlruns (--no-tracking: none).
 )";
+
+// Where `run` and `compare` log their runs (docs/tracking.md).
+struct TrackingOptions {
+  std::string mlruns;
+  bool disabled = false;
+};
+
+void add_tracking(po::options_description& desc, TrackingOptions& tracking) {
+  desc.add_options()
+      ("mlruns", po::value(&tracking.mlruns), "MLflow file store to log runs in (default: $MCOMPRESS_MLRUNS or ./mlruns)")
+      ("no-tracking", po::bool_switch(&tracking.disabled), "log nothing to the tracking store");
+}
+
+// A store that cannot be written costs the run its record, never its result
+// or exit code: the run directory holds everything.
+void track_run(const TrackingOptions& tracking, const mcompress::RunLogRequest& request, mcompress::Logger& log) {
+  if (tracking.disabled) return;
+  const fs::path root = mcompress::tracking_root(tracking.mlruns);
+  try {
+    mcompress::TrackingStore store(root);
+    const auto logged = mcompress::log_run_directory(store, request);
+    log.info(fmt::format("tracked as run {} in {}", logged.run_id, logged.dir.string()));
+  } catch (const std::exception& e) {
+    log.warn(fmt::format("the run was not logged to the tracking store {}: {}", root.string(), e.what()));
+  }
+}
 
 struct CommonOptions {
   std::vector<std::string> plugin_dirs;
@@ -94,6 +128,7 @@ int command_run(const std::vector<std::string>& args) {
   std::string recipe_path, out_dir, resume_dir;
   std::vector<std::string> overrides;
   bool dry_run = false;
+  TrackingOptions tracking;
   po::options_description desc("mcompress run RECIPE.yaml [options]");
   desc.add_options()
       ("recipe", po::value(&recipe_path), "recipe file")
@@ -101,6 +136,7 @@ int command_run(const std::vector<std::string>& args) {
       ("set", po::value(&overrides)->composing(), "override a recipe value: key.path=value (repeatable)")
       ("dry-run", po::bool_switch(&dry_run), "validate and print the resolved plan; run nothing")
       ("resume", po::value(&resume_dir), "continue the run in DIR from its last completed stage");
+  add_tracking(desc, tracking);
   add_common(desc, common);
   po::positional_options_description positional;
   positional.add("recipe", 1);
@@ -152,7 +188,28 @@ int command_run(const std::vector<std::string>& args) {
   mcompress::TerminalLogger logger(common.quiet);
   mcompress::TerminalProgress progress(common.quiet);
   logger.info(fmt::format("run directory: {}", options.out_dir.string()));
-  auto result = mcompress::run_recipe(recipe, *plugins, options, logger, progress);
+  mcompress::RunLogRequest track;
+  track.run_dir = options.out_dir;
+  track.experiment = recipe.name;
+  track.start_time_ms = mcompress::now_ms();
+  if (options.resume) track.tags["mcompress.resumed"] = "true";
+  const bool new_run_dir = !fs::exists(options.out_dir / "run.json");
+  mcompress::RunResult result;
+  try {
+    result = mcompress::run_recipe(recipe, *plugins, options, logger, progress);
+  } catch (const std::exception& e) {
+    // A new run that ended without a report of its own (e.g. its data is
+    // missing) is still a failed run worth finding later; a refusal to start
+    // (the directory holds another run, a resume that does not match) is not.
+    if (!options.resume && new_run_dir && fs::exists(options.out_dir / "run.json")) {
+      const auto* c10 = dynamic_cast<const c10::Error*>(&e);
+      track.error = c10 ? c10->what_without_backtrace() : e.what();
+      track.status = "failed";
+      track_run(tracking, track, logger);
+    }
+    throw;
+  }
+  track_run(tracking, track, logger);
 
   if (common.json) {
     std::cout << result.report.dump(2) << "\n";
@@ -213,6 +270,8 @@ int command_compare(const std::vector<std::string>& args) {
       ("jobs,j", po::value(&jobs), "candidates run in parallel (child processes)")
       ("shard", po::value(&shard), "run shard I of N (I/N, 0-based) of the candidates")
       ("dry-run", po::bool_switch(&dry_run), "validate every candidate and list them; run nothing");
+  TrackingOptions tracking;
+  add_tracking(desc, tracking);
   add_common(desc, common);
   po::positional_options_description positional;
   positional.add("sweep", 1);
@@ -228,6 +287,7 @@ int command_compare(const std::vector<std::string>& args) {
   options.jobs = jobs;
   options.plugin_dirs = common.plugin_dirs;
   options.executable = this_executable();
+  if (!tracking.disabled) options.tracking_root = mcompress::tracking_root(tracking.mlruns);
 
   auto plugins = load_plugins(common);
   mcompress::Sweep sweep;
@@ -278,6 +338,55 @@ int command_report(const std::vector<std::string>& args) {
   return kExitOk;
 }
 
+// `mcompress runs list|show|diff`: reads the tracking store (run_tracking.h).
+int command_runs(const std::vector<std::string>& args) {
+  CommonOptions common;
+  TrackingOptions tracking;
+  std::vector<std::string> words;
+  std::string experiment;
+  po::options_description desc(
+      "mcompress runs list [--experiment NAME] | show RUN | diff RUN_A RUN_B [options]\n"
+      "RUN: a run id or its first digits");
+  desc.add_options()
+      ("words", po::value(&words)->composing(), "list | show RUN | diff RUN_A RUN_B")
+      ("experiment,e", po::value(&experiment), "list: only the runs of this experiment (a recipe or sweep name)")
+      ("mlruns", po::value(&tracking.mlruns), "the store to read (default: $MCOMPRESS_MLRUNS or ./mlruns)")
+      ("json", po::bool_switch(&common.json), "machine-readable JSON on stdout")
+      ("help,h", "show this help");
+  po::positional_options_description positional;
+  positional.add("words", -1);
+  auto vm = parse(args, desc, positional);
+  if (vm.count("help")) {
+    std::cout << desc;
+    return kExitOk;
+  }
+  const std::map<std::string, size_t> operands{{"list", 0}, {"show", 1}, {"diff", 2}};
+  const auto wanted = words.empty() ? operands.end() : operands.find(words.front());
+  if (wanted == operands.end() || words.size() - 1 != wanted->second) {
+    throw po::error("expected `runs list`, `runs show RUN` or `runs diff RUN_A RUN_B`");
+  }
+  const std::string& action = words.front();
+  if (action != "list" && !experiment.empty()) throw po::error("--experiment applies to `runs list` only");
+  const mcompress::TrackingStore store(mcompress::tracking_root(tracking.mlruns));
+  try {
+    if (action == "list") {
+      const auto runs = store.runs(experiment);
+      std::cout << (common.json ? mcompress::runs_json(runs).dump(2) + "\n" : mcompress::runs_table(runs));
+    } else if (action == "show") {
+      const auto run = store.find_run(words[1]);
+      std::cout << (common.json ? mcompress::run_json(run).dump(2) + "\n" : mcompress::run_details(run));
+    } else {
+      const auto a = store.find_run(words[1]);
+      const auto b = store.find_run(words[2]);
+      std::cout << (common.json ? mcompress::runs_diff_json(a, b).dump(2) + "\n" : mcompress::runs_diff(a, b));
+    }
+  } catch (const mcompress::Error& e) {
+    std::cerr << "error: " << e.what() << "\n";  // no such store, experiment or run
+    return kExitBadInput;
+  }
+  return kExitOk;
+}
+
 int command_plugins(const std::vector<std::string>& args) {
   CommonOptions common;
   po::options_description desc("mcompress plugins [options]");
@@ -294,7 +403,7 @@ int command_plugins(const std::vector<std::string>& args) {
       out["plugins"].push_back({{"path", p.path}, {"name", p.name}, {"version", p.version},
                                 {"sdk", fmt::format("{}.{}", p.sdk_major, p.sdk_minor)},
                                 {"torch", p.torch_version}, {"cxx_abi", p.cxx_abi},
-                                {"passes", p.passes}});
+                                {"passes", p.passes}, {"probes", p.probes}});
     }
     for (const auto& r : host->refusals()) out["refused"].push_back({{"path", r.path}, {"reason", r.reason}});
     std::cout << out.dump(2) << "\n";
@@ -311,6 +420,9 @@ int command_plugins(const std::vector<std::string>& args) {
     for (const auto& name : p.passes) {
       const auto* info = host->find(name);
       std::cout << fmt::format("    - {:<18} [{}] {}\n", name, mcompress::to_string(info->kind), info->summary);
+    }
+    for (const auto& name : p.probes) {
+      std::cout << fmt::format("    - {:<18} [probe] {}\n", name, host->find_probe(name)->info().summary);
     }
   }
   if (!host->refusals().empty()) {
@@ -385,6 +497,7 @@ int main(int argc, char** argv) {
     if (command == "run") return command_run(args);
     if (command == "compare") return command_compare(args);
     if (command == "report") return command_report(args);
+    if (command == "runs") return command_runs(args);
     if (command == "plugins") return command_plugins(args);
     if (command == "explain") return command_explain(args);
     if (command == "zoo") return command_zoo();

@@ -17,6 +17,7 @@
 #include <thread>
 
 #include "mcompress/framework/atomic_file.h"
+#include "mcompress/framework/run_tracking.h"
 #include "mcompress/sdk/error.h"
 
 extern char** environ;
@@ -101,6 +102,7 @@ std::vector<std::string> child_arguments(const Sweep& sweep, const Candidate& c,
     for (const auto& o : c.overrides) args.insert(args.end(), {"--set", o});
   }
   args.push_back("--quiet");
+  args.push_back("--no-tracking");  // the parent logs the candidate, crashed or not
   for (const auto& d : options.plugin_dirs) args.insert(args.end(), {"--plugin-dir", d});
   return args;
 }
@@ -155,6 +157,34 @@ CandidateResult finish(const Sweep& sweep, const Candidate& c, const fs::path& d
     result.error = last_lines(dir / "output.log", 3);
   }
   return result;
+}
+
+// A finished candidate as a run of the sweep's experiment. Tracking trouble
+// is reported, never fatal: the sweep directory holds every result.
+void track_candidate(const Sweep& sweep, const Candidate& c, const CandidateResult& result, const fs::path& dir,
+                     const CompareOptions& options, Logger& log) {
+  if (options.tracking_root.empty()) return;
+  RunLogRequest request;
+  request.run_dir = dir / "run";
+  request.experiment = sweep.name;
+  request.run_name = c.name;
+  request.end_time_ms = now_ms();
+  request.start_time_ms = request.end_time_ms - static_cast<int64_t>(result.seconds * 1000);
+  request.status = result.status;
+  request.error = result.error;
+  request.tags = {{"mcompress.sweep", sweep.name},
+                  {"mcompress.candidate", c.name},
+                  {"mcompress.candidate_index", std::to_string(c.index)},
+                  {"mcompress.sweep_dir", fs::absolute(options.out_dir).lexically_normal().string()}};
+  request.artifacts = {{"output.log", dir / "output.log"}};
+  try {
+    TrackingStore store(options.tracking_root);
+    const auto logged = log_run_directory(store, request);
+    log.info(fmt::format("  tracked {} as run {}", c.name, logged.run_id));
+  } catch (const std::exception& e) {
+    log.warn(fmt::format("candidate {} was not logged to the tracking store {}: {}", c.name,
+                         options.tracking_root.string(), e.what()));
+  }
 }
 
 std::vector<CandidateResult> results_in(const fs::path& dir) {
@@ -228,6 +258,7 @@ SweepOutcome run_sweep(const Sweep& sweep, const CompareOptions& options, Logger
     const auto dir = options.out_dir / "candidates" / r.candidate.directory();
     const auto result = finish(sweep, r.candidate, dir, status, timed_out, seconds);
     write_file_atomically(dir / "result.json", to_json(result).dump(2) + "\n");
+    track_candidate(sweep, r.candidate, result, dir, options, log);
     ++outcome.ran;
     progress.update(++done, fmt::format("{}: {}", r.candidate.name, result.status));
     log.info(fmt::format("  finished {}: {} in {:.1f} s{}", r.candidate.name, result.status, seconds,

@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "mcompress/framework/probes.h"
 #include "mcompress/sdk/pass.h"
 #include "mcompress/sdk/plugin_abi.h"
 
@@ -45,7 +46,11 @@ class StagingRegistry final : public PassRegistry {
   void add(std::unique_ptr<Pass> pass) override {
     if (pass) passes.push_back(std::move(pass));
   }
+  void add_probe(std::unique_ptr<Probe> probe) override {
+    if (probe) probes.push_back(std::move(probe));
+  }
   std::vector<std::unique_ptr<Pass>> passes;
+  std::vector<std::unique_ptr<Probe>> probes;
 };
 
 // Checks the plain C struct; returns an empty string when the plugin fits.
@@ -174,6 +179,22 @@ bool PluginHost::load_file(const std::filesystem::path& library) {
     }
   }
 
+  for (const auto& probe : staging.probes) {
+    const std::string& name = probe->info().name;
+    if (is_builtin_probe(name)) {
+      return refuse(fmt::format("probe '{}' of plugin '{}' has the name of a built-in probe; rename it",
+                                name, info->plugin_name),
+                    true);
+    }
+    if (auto it = probes_.find(name); it != probes_.end()) {
+      const auto& existing = plugins_[it->second.plugin_index];
+      return refuse(fmt::format("probe '{}' of plugin '{}' is already provided by {} (plugin '{}'); "
+                                "remove one of the two libraries from the plugin path",
+                                name, info->plugin_name, existing.path, existing.name),
+                    true);
+    }
+  }
+
   PluginRecord record{path,
                       info->plugin_name,
                       text_or(info->plugin_version, ""),
@@ -182,12 +203,18 @@ bool PluginHost::load_file(const std::filesystem::path& library) {
                       text_or(info->torch_version, ""),
                       text_or(info->cxx_abi, ""),
                       text_or(info->compiler, ""),
+                      {},
                       {}};
   const size_t index = plugins_.size();
   for (auto& pass : staging.passes) {
     const std::string name = pass->info().name;
     record.passes.push_back(name);
     passes_[name] = Entry{std::move(pass), index};
+  }
+  for (auto& probe : staging.probes) {
+    const std::string name = probe->info().name;
+    record.probes.push_back(name);
+    probes_[name] = ProbeEntry{std::move(probe), index};
   }
   plugins_.push_back(std::move(record));
   loaded_libraries().push_back(std::move(lib));
@@ -213,6 +240,22 @@ std::vector<std::string> PluginHost::names() const {
   std::vector<std::string> out;
   for (const auto& [name, entry] : passes_) out.push_back(name);
   return out;
+}
+
+std::vector<std::string> PluginHost::probe_names() const {
+  std::vector<std::string> out;
+  for (const auto& [name, entry] : probes_) out.push_back(name);
+  return out;
+}
+
+const Probe* PluginHost::find_probe(const std::string& name) const {
+  auto it = probes_.find(name);
+  return it == probes_.end() ? nullptr : it->second.probe.get();
+}
+
+const PluginRecord* PluginHost::plugin_of_probe(const std::string& probe_name) const {
+  auto it = probes_.find(probe_name);
+  return it == probes_.end() ? nullptr : &plugins_[it->second.plugin_index];
 }
 
 bool PluginHost::has_duplicate_passes() const {

@@ -10,8 +10,10 @@
 
 #include <fmt/format.h>
 
+#include "mcompress/framework/resource_probes.h"
 #include "mcompress/sdk/error.h"
 #include "mcompress/sdk/evaluate.h"
+#include "mcompress/sdk/fidelity.h"
 #include "mcompress/sdk/language_model.h"
 #include "mcompress/sdk/model_stats.h"
 
@@ -78,6 +80,8 @@ void probe_latency(const torch::jit::Module& model, const Dataset* eval,
     const auto times = time_forward(model, latency_input(eval, example, batch), spec, progress);
     metrics[fmt::format("latency_b{}_median_ms", batch)] = percentile(times, 0.5);
     metrics[fmt::format("latency_b{}_p95_ms", batch)] = percentile(times, 0.95);
+    metrics[fmt::format("latency_b{}_p99_ms", batch)] = percentile(times, 0.99);
+    metrics[fmt::format("throughput_b{}_per_s", batch)] = 1000.0 * batch / percentile(times, 0.5);
   }
 }
 
@@ -91,7 +95,8 @@ double serialized_size(const torch::jit::Module& model) {
 }  // namespace
 
 Metrics run_probes(const torch::jit::Module& model, const Dataset* eval,
-                   const torch::Tensor& example_input, const ProbeSpec& spec, Progress& progress) {
+                   const torch::Tensor& example_input, const ProbeSpec& spec, Progress& progress,
+                   const torch::jit::Module* reference) {
   Metrics metrics;
   if (enabled(spec, "accuracy") && eval && eval->size() > 0) {
     metrics["accuracy"] = evaluate_accuracy(model, *eval, spec.eval_batch_size, progress);
@@ -102,7 +107,19 @@ Metrics run_probes(const torch::jit::Module& model, const Dataset* eval,
     metrics["bits_per_char"] = scores.bits_per_token;
     metrics["perplexity"] = scores.perplexity;
   }
+  if (enabled(spec, "fidelity") && reference && eval && eval->size() > 0) {
+    const auto fidelity = evaluate_fidelity(model, *reference, *eval, spec.eval_batch_size, progress);
+    metrics["fidelity_top1_agreement"] = fidelity.top1_agreement;
+    metrics["fidelity_mean_kl"] = fidelity.mean_kl;
+  }
   if (enabled(spec, "latency")) probe_latency(model, eval, example_input, spec, progress, metrics);
+  if (enabled(spec, "memory")) {
+    const int64_t batch = *std::max_element(spec.latency_batch_sizes.begin(), spec.latency_batch_sizes.end());
+    for (const auto& [key, value] : measure_inference_memory(model, latency_input(eval, example_input, batch), 3)) {
+      metrics[key] = value;
+    }
+  }
+  for (const auto& [key, value] : run_edge_profile(model, example_input, spec, progress)) metrics[key] = value;
   if (enabled(spec, "params")) metrics["params"] = double(count_parameters(model));
   if (enabled(spec, "macs")) metrics["macs"] = double(count_macs(model, example_input));
   if (enabled(spec, "size")) metrics["size_bytes"] = serialized_size(model);

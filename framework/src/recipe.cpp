@@ -419,6 +419,10 @@ nlohmann::json to_json(const Recipe& recipe) {
                     {"latency_runs", probes.latency_runs},
                     {"eval_batch_size", probes.eval_batch_size},
                     {"sample_length", probes.sample_length}};
+  json["probes"]["edge"] = nullptr;
+  if (const auto& edge = probes.edge) {
+    json["probes"]["edge"] = {{"threads", edge->threads}, {"cpus", edge->cpus}, {"memory_mb", edge->memory_mb}};
+  }
   json["gate"] = gate_to_json(recipe.default_gate);
   json["stages"] = nlohmann::json::array();
   for (const auto& stage : recipe.stages) {

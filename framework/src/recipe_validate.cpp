@@ -52,13 +52,16 @@ const std::vector<std::string> kDataKeys{"dataset",          "path",           "
                                          "context",          "test_fraction"};
 // Keys that only mean something for text datasets.
 const std::vector<std::string> kTextDataKeys{"context", "test_fraction"};
-const std::vector<std::string> kProbeKeys{"enabled", "latency_batch_sizes", "latency_warmup",
-                                          "latency_runs", "eval_batch_size", "sample_length"};
+const std::vector<std::string> kProbeKeys{"enabled",         "latency_batch_sizes", "latency_warmup",
+                                          "latency_runs",    "eval_batch_size",     "sample_length",
+                                          "edge"};
+const std::vector<std::string> kEdgeKeys{"threads", "cpus", "memory_mb"};
 const std::vector<std::string> kGateKeys{"max_accuracy_drop", "reference", "on_fail"};
 const std::vector<std::string> kStageKeys{"name", "pass", "params", "gate", "teacher", "student"};
 const std::vector<std::string> kStudentKeys{"zoo", "options", "path", "stage"};
-const std::vector<std::string> kProbeNames{"accuracy", "latency",    "params",     "macs",
-                                           "size",     "perplexity", "text_sample"};
+const std::vector<std::string> kProbeNames{"accuracy", "perplexity", "text_sample", "fidelity",
+                                           "latency",  "memory",     "params",      "macs",
+                                           "size"};
 // Probes that measure a language model on text data.
 const std::vector<std::string> kTextProbeNames{"perplexity", "text_sample"};
 const std::vector<std::string> kDatasets{"fashion_mnist", "tiny_shakespeare"};
@@ -639,15 +642,17 @@ void Checker::read_probes(const Fields& top, Recipe& recipe) {
   if (text)
     probes.enabled.insert(probes.enabled.begin() + 1, kTextProbeNames.begin(),
                           kTextProbeNames.end());
+  auto known_probes = kProbeNames;
+  for (const auto& name : catalog_.probe_names()) known_probes.push_back(name);
   if (const Field* f = find(fields, "enabled")) {
     if (auto names = read_string_list(*f, "`probes.enabled`")) {
       probes.enabled.clear();
       for (size_t i = 0; i < names->size(); ++i) {
         const std::string& probe = (*names)[i];
-        if (!contains(kProbeNames, probe))
+        if (!contains(known_probes, probe))
           error(f->value[i],
                 fmt::format("unknown probe `{}`; {}probes: {}", probe,
-                            did_you_mean(probe, kProbeNames), quoted_list(kProbeNames)));
+                            did_you_mean(probe, known_probes), quoted_list(known_probes)));
         else if (probe == "accuracy" && !recipe.data)
           error(f->value[i],
                 "the `accuracy` probe needs evaluation data; add a `data:` section "
@@ -674,6 +679,20 @@ void Checker::read_probes(const Fields& top, Recipe& recipe) {
   read_into(fields, "sample_length", probes.sample_length, [&](const Field& f) {
     return read_int(f, "`probes.sample_length` (characters)", 1.0, 100000.0);
   });
+  if (const Field* f = find(fields, "edge")) {
+    Fields edge_fields = read_fields(f->value, kEdgeKeys, "`probes.edge`");
+    ProbeSpec::Edge edge;
+    read_into(edge_fields, "threads", edge.threads, [&](const Field& e) {
+      return read_int(e, "`probes.edge.threads`", 1.0, 1024.0);
+    });
+    read_into(edge_fields, "cpus", edge.cpus, [&](const Field& e) {
+      return read_int_list(e, "`probes.edge.cpus` (CPU numbers to pin to)", 0);
+    });
+    read_into(edge_fields, "memory_mb", edge.memory_mb, [&](const Field& e) {
+      return read_float(e, "`probes.edge.memory_mb`", 0.0, std::nullopt);
+    });
+    probes.edge = edge;
+  }
 }
 
 GateDraft Checker::read_gate(const Field* section, const GateDraft& base, const std::string& path) {
@@ -1126,3 +1145,14 @@ Recipe check_recipe(const YAML::Node& root, const std::string& source_path,
 }
 
 }  // namespace mcompress::recipe_detail
+
+namespace mcompress {
+
+const std::vector<std::string>& builtin_probe_names() { return recipe_detail::kProbeNames; }
+
+bool is_builtin_probe(const std::string& name) {
+  const auto& names = builtin_probe_names();
+  return std::find(names.begin(), names.end(), name) != names.end();
+}
+
+}  // namespace mcompress

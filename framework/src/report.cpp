@@ -70,6 +70,9 @@ Table build_table(const std::vector<StageOutcome>& outcomes) {
   }
   t.header = {"Stage", "Pass", "Status", "Accuracy", "Δ acc (pt)", "Latency b1 (ms)", batch_label,
               "Size", "Params", "MACs"};
+  // Language models: bits per character says more than next-character accuracy.
+  const bool text = metric(base, "bits_per_char").has_value();
+  if (text) t.header.insert(t.header.begin() + 5, "Bits/char");
   const auto base_acc = metric(base, "accuracy");
   for (const auto& o : outcomes) {
     const auto acc = metric(o, "accuracy");
@@ -86,6 +89,10 @@ Table build_table(const std::vector<StageOutcome>& outcomes) {
         with_ratio(metric(o, "params"), metric(base, "params"), human_count),
         with_ratio(metric(o, "macs"), metric(base, "macs"), human_count),
     });
+    if (text) {
+      const auto bits = metric(o, "bits_per_char");
+      t.rows.back().insert(t.rows.back().begin() + 5, bits ? fmt::format("{:.3f}", *bits) : "-");
+    }
   }
   return t;
 }

@@ -15,6 +15,7 @@
 #include "mcompress/framework/atomic_file.h"
 #include "mcompress/framework/fashion_mnist.h"
 #include "mcompress/framework/probes.h"
+#include "mcompress/framework/resource_probes.h"
 #include "mcompress/framework/text_corpus.h"
 #include "mcompress/framework/zoo.h"
 #include "mcompress/sdk/error.h"
@@ -205,7 +206,23 @@ void Runner::prepare_directory() {
 
 Metrics Runner::probe(const torch::jit::Module& model, double& seconds) {
   const auto start = std::chrono::steady_clock::now();
-  Metrics metrics = run_probes(model, data_.eval.get(), example_, recipe_.probes, progress_);
+  Metrics metrics = run_probes(model, data_.eval.get(), example_, recipe_.probes, progress_, &state_.original);
+  for (const auto& name : recipe_.probes.enabled) {
+    const Probe* plugin_probe = plugins_.find_probe(name);
+    if (!plugin_probe) continue;
+    ProbeContext context;
+    context.model = &model;
+    context.reference = &state_.original;
+    context.eval = data_.eval.get();
+    context.example_input = example_;
+    context.progress = &progress_;
+    context.log = &log_;
+    try {
+      for (const auto& [key, value] : plugin_probe->measure(context)) metrics[key] = value;
+    } catch (const std::exception& e) {
+      log_.warn(fmt::format("probe '{}' (plugin '{}') failed: {}", name, plugins_.plugin_of_probe(name)->name, e.what()));
+    }
+  }
   seconds = seconds_since(start);
   return metrics;
 }
@@ -233,6 +250,7 @@ void Runner::write_record(const fs::path& dir, const StageOutcome& outcome,
   record["outcome"] = to_json(outcome);
   record["recipe"] = recipe_json();
   record["threads"] = at::get_num_threads();
+  record["device"] = device_info();
   write_file_atomically(dir / "record.json", record.dump(2) + "\n");
 }
 

@@ -316,10 +316,21 @@ struct ChannelTrack {
   }
 };
 
-// Runs the model once to learn the shape of every top-level tensor value.
-std::unordered_map<const Value*, Shape> observe_shapes(const torch::jit::Module& model,
+// The shape of every top-level tensor value. Running a large model at its
+// real input size dominates the analysis, yet most shapes it needs (ranks,
+// channel counts, the output of adaptive pooling) do not depend on the
+// spatial size: images are first run at two small sizes, and dims that differ
+// between the two runs are `varying`. Only when the analysis needs a varying
+// dim (a flatten of a feature map whose size follows the input) is the model
+// run again at the real size.
+struct ObservedShapes {
+  std::unordered_map<const Value*, Shape> shapes;
+  std::unordered_map<const Value*, std::vector<bool>> varying;  // empty when observed at the real size
+};
+
+std::unordered_map<const Value*, Shape> run_for_shapes(const torch::jit::Module& model,
                                                        const std::shared_ptr<torch::jit::Graph>& graph,
-                                                       const torch::Tensor& example_input) {
+                                                       const torch::Tensor& input) {
   std::vector<Value*> taps;
   for (Node* node : graph->nodes()) {
     for (Value* output : node->outputs()) {
@@ -330,20 +341,55 @@ std::unordered_map<const Value*, Shape> observe_shapes(const torch::jit::Module&
   {
     EvalModeGuard eval_mode(model);
     torch::NoGradGuard no_grad;
-    try {
-      values = run_with_taps(model, graph, taps, {example_input});
-    } catch (const std::exception& error) {
-      throw Error(fmt::format(
-          "dependency analysis could not run the model on an example input of shape {}: {}",
-          c10::str(example_input.sizes()), error.what()));
-    }
+    values = run_with_taps(model, graph, taps, {input});
   }
   std::unordered_map<const Value*, Shape> shapes;
   for (size_t i = 0; i < taps.size(); ++i) {
     if (values[i].isTensor()) shapes[taps[i]] = values[i].toTensor().sizes().vec();
   }
-  if (graph->inputs().size() > 1) shapes[graph->inputs()[1]] = example_input.sizes().vec();
+  if (graph->inputs().size() > 1) shapes[graph->inputs()[1]] = input.sizes().vec();
   return shapes;
+}
+
+ObservedShapes observe_real_shapes(const torch::jit::Module& model, const std::shared_ptr<torch::jit::Graph>& graph,
+                                   const torch::Tensor& example_input) {
+  try {
+    return ObservedShapes{run_for_shapes(model, graph, example_input), {}};
+  } catch (const std::exception& error) {
+    throw Error(fmt::format(
+        "dependency analysis could not run the model on an example input of shape {}: {}",
+        c10::str(example_input.sizes()), error.what()));
+  }
+}
+
+// std::nullopt when the input is not a large image or the model refuses small ones.
+std::optional<ObservedShapes> observe_small_shapes(const torch::jit::Module& model,
+                                                   const std::shared_ptr<torch::jit::Graph>& graph,
+                                                   const torch::Tensor& example_input) {
+  constexpr int64_t kSmall = 64, kLarger = 96;
+  if (example_input.dim() != 4 || example_input.size(2) <= kLarger || example_input.size(3) <= kLarger) {
+    return std::nullopt;
+  }
+  auto sized = [&](int64_t side) {
+    return torch::randn({1, example_input.size(1), side, side}, example_input.options());
+  };
+  ObservedShapes observed;
+  std::unordered_map<const Value*, Shape> larger;
+  try {
+    observed.shapes = run_for_shapes(model, graph, sized(kSmall));
+    larger = run_for_shapes(model, graph, sized(kLarger));
+  } catch (const std::exception&) {
+    return std::nullopt;  // e.g. a model that needs its full input size
+  }
+  for (auto& [value, shape] : observed.shapes) {
+    auto it = larger.find(value);
+    std::vector<bool> varies(shape.size(), true);
+    if (it != larger.end() && it->second.size() == shape.size()) {
+      for (size_t d = 0; d < shape.size(); ++d) varies[d] = shape[d] != it->second[d];
+    }
+    observed.varying[value] = std::move(varies);
+  }
+  return observed;
 }
 
 // A tensor held by a module attribute, as a layer argument refers to it.
@@ -377,8 +423,13 @@ struct ListContent {
 class DependencyAnalyzer {
  public:
   DependencyAnalyzer(const torch::jit::Module& model, std::shared_ptr<torch::jit::Graph> graph,
-                     std::unordered_map<const Value*, Shape> shapes)
-      : model_(model), graph_(std::move(graph)), shapes_(std::move(shapes)) {}
+                     ObservedShapes shapes)
+      : model_(model), graph_(std::move(graph)), shapes_(std::move(shapes.shapes)),
+        varying_(std::move(shapes.varying)) {}
+
+  // The analysis met a dim that depends on the input size while shapes were
+  // observed on smaller inputs: run it again with shapes at the real size.
+  bool needs_real_shapes() const { return needs_real_shapes_; }
 
   DependencyGraph analyze() {
     visit_block(graph_->block());
@@ -869,6 +920,9 @@ class DependencyAnalyzer {
     }
     const int64_t first = normalize_dim(*start, track->rank);
     const int64_t last = normalize_dim(*end, track->rank);
+    if (!dims_exact(node->input(0), first, last + 1)) {
+      return freeze_inputs(node, fmt::format("{} with shapes not known at the real input size", describe(node)));
+    }
     ChannelTrack result = *track;
     result.rank = track->rank - (last - first);
     if (track->dim > last) {
@@ -892,6 +946,9 @@ class DependencyAnalyzer {
     if (!track || !in || !out || !channel_size_is_inferred(node->input(1), track->dim)) {
       return freeze_inputs(node, fmt::format("{} hard-codes the size of the channel dim (write -1"
                                              " there to make it prunable)", describe(node)));
+    }
+    if (!dims_exact(node->input(0), 0, in->size()) || !dims_exact(node->output(0), 0, out->size())) {
+      return freeze_inputs(node, fmt::format("{} with shapes not known at the real input size", describe(node)));
     }
     const auto d = static_cast<size_t>(track->dim);
     const bool same_outer = out->size() > d && std::equal(in->begin(), in->begin() + d, out->begin());
@@ -1191,6 +1248,19 @@ class DependencyAnalyzer {
                        [&](const Value* input) { return tracks_.count(input) > 0; });
   }
 
+  // Whether dims [begin, end) of `value` are what they are at the real input size.
+  bool dims_exact(const Value* value, size_t begin, size_t end) {
+    auto it = varying_.find(value);
+    if (it == varying_.end()) return varying_.empty();
+    for (size_t d = begin; d < end && d < it->second.size(); ++d) {
+      if (it->second[d]) {
+        needs_real_shapes_ = true;
+        return false;
+      }
+    }
+    return true;
+  }
+
   std::optional<Shape> shape_of(const Value* value) {
     auto it = shapes_.find(value);
     if (it != shapes_.end()) return it->second;
@@ -1267,6 +1337,8 @@ class DependencyAnalyzer {
   const torch::jit::Module& model_;
   std::shared_ptr<torch::jit::Graph> graph_;
   std::unordered_map<const Value*, Shape> shapes_;
+  std::unordered_map<const Value*, std::vector<bool>> varying_;
+  bool needs_real_shapes_ = false;
   std::unordered_map<const Value*, ChannelTrack> tracks_;
   std::unordered_map<const Value*, std::shared_ptr<ListContent>> lists_;
   GroupSet groups_;
@@ -1412,8 +1484,12 @@ DependencyGraph analyze_dependencies(const torch::jit::Module& model, const torc
   auto graph = inlined_forward_graph(model);
   // Int attributes stay reads: they may be channel counts that pruning updates.
   fold_flag_attributes(graph, model, /*include_ints=*/false, {"training"});
-  auto shapes = observe_shapes(model, graph, example_input);
-  return DependencyAnalyzer(model, graph, std::move(shapes)).analyze();
+  if (auto small = observe_small_shapes(model, graph, example_input)) {
+    DependencyAnalyzer analyzer(model, graph, std::move(*small));
+    DependencyGraph result = analyzer.analyze();
+    if (!analyzer.needs_real_shapes()) return result;
+  }
+  return DependencyAnalyzer(model, graph, observe_real_shapes(model, graph, example_input)).analyze();
 }
 
 }  // namespace mcompress

@@ -4,13 +4,15 @@
 
 #include "mcompress/sdk/evaluate.h"
 #include "mcompress/sdk/graph.h"
+#include "mcompress/sdk/quantized_model.h"
 
 namespace mcompress {
 
 int64_t count_parameters(const torch::jit::Module& model) {
   int64_t total = 0;
   for (const auto& parameter : model.parameters(/*recurse=*/true)) total += parameter.numel();
-  return total;
+  // Quantized layers hold their weights as packed buffers; they are still weights.
+  return total + quantized_weight_elements(model);
 }
 
 namespace {
@@ -18,11 +20,12 @@ namespace {
 using torch::jit::Node;
 using torch::jit::Value;
 
-enum class CostKind { Linear, Convolution, TransposedConvolution, MatMul, None };
+enum class CostKind { Linear, QuantizedLinear, Convolution, TransposedConvolution, MatMul, None };
 
 CostKind cost_kind(const Node* node) {
   const std::string kind = node->kind().toQualString();
   if (kind == "aten::linear") return CostKind::Linear;
+  if (kind == "mcompress::quantized_linear") return CostKind::QuantizedLinear;
   if (kind == "aten::conv1d" || kind == "aten::conv2d" || kind == "aten::conv3d") {
     return CostKind::Convolution;
   }
@@ -64,6 +67,13 @@ LayerCost cost_of(const Node* node, CostKind kind, const Tapped& t) {
   LayerCost cost;
   cost.module_path = owner_path(node);
   cost.op = node->kind().toUnqualString();
+  if (kind == CostKind::QuantizedLinear) {
+    // The weight is packed: its logical shape is [outputs, inputs].
+    cost.out_channels = t.output.size(-1);
+    cost.macs = t.output.numel() * t.input.size(-1);
+    cost.params = cost.out_channels * t.input.size(-1) + (t.bias.defined() ? t.bias.numel() : 0);
+    return cost;
+  }
   if (kind == CostKind::MatMul) {
     // Each output element is a dot product over the shared inner dimension.
     cost.macs = t.output.numel() * t.input.size(-1);
@@ -108,7 +118,9 @@ std::vector<LayerCost> layer_costs(const torch::jit::Module& model,
     if (kind == CostKind::None) continue;
     nodes.push_back(node);
     const bool has_bias = kind != CostKind::MatMul;
-    Value* bias = has_bias ? node->input(2) : node->input(1);
+    Value* bias = kind == CostKind::QuantizedLinear ? node->input(4)
+                  : has_bias                          ? node->input(2)
+                                                      : node->input(1);
     taps.insert(taps.end(), {node->input(0), node->input(1), bias, node->output()});
   }
   if (nodes.empty()) return {};

@@ -6,6 +6,7 @@ namespace mcompress {
 // library, so host and plugins agree on one copy.
 Pass::~Pass() = default;
 PassRegistry::~PassRegistry() = default;
+Probe::~Probe() = default;
 Logger::~Logger() = default;
 Progress::~Progress() = default;
 

@@ -3,6 +3,7 @@
 //   test_explode throws: failure reporting
 //   test_crash   kills the process when MCOMPRESS_TEST_CRASH=1: resume tests
 //   test_needs_teacher  records the teacher's output sum: teacher plumbing
+//   test_probe   a probe added by a plugin
 #include <signal.h>
 #include <unistd.h>
 
@@ -74,7 +75,22 @@ class TeacherPass final : public SimplePass {
   }
 };
 
+// A probe from a plugin: counts the model's parameter tensors.
+class TensorCountProbe final : public mcompress::Probe {
+ public:
+  const mcompress::ProbeInfo& info() const override { return info_; }
+  std::map<std::string, double> measure(const mcompress::ProbeContext& ctx) const override {
+    double tensors = 0;
+    for (const auto& p : ctx.model->parameters()) tensors += p.defined();
+    return {{"test_probe_tensors", tensors}};
+  }
+
+ private:
+  mcompress::ProbeInfo info_{"test_probe", "counts parameter tensors"};
+};
+
 void register_passes(mcompress::PassRegistry& registry) {
+  registry.add_probe(std::make_unique<TensorCountProbe>());
   registry.add(std::make_unique<DamagePass>());
   registry.add(std::make_unique<ExplodePass>());
   registry.add(std::make_unique<CrashPass>());

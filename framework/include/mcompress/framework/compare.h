@@ -27,6 +27,10 @@ struct CompareOptions {
   int shard_count = 1;
   std::vector<std::string> plugin_dirs;  // passed on to every candidate
   std::string executable;                // the mcompress binary to run candidates with
+  // MLflow file store in which each candidate is logged (by this process,
+  // when it ends) as a run of the experiment named after the sweep; empty:
+  // no tracking. Candidates themselves never log (--no-tracking).
+  std::filesystem::path tracking_root;
 };
 
 struct SweepOutcome {

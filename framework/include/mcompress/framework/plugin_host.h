@@ -13,6 +13,7 @@
 namespace mcompress {
 
 class Pass;
+class Probe;
 
 struct PluginRecord {
   std::string path;
@@ -24,6 +25,7 @@ struct PluginRecord {
   std::string cxx_abi;
   std::string compiler;
   std::vector<std::string> passes;
+  std::vector<std::string> probes;
 };
 
 // A library that was not loaded, or a pass that clashed with one already loaded.
@@ -59,6 +61,9 @@ class PluginHost final : public PassCatalog {
 
   const PassInfo* find(const std::string& name) const override;
   std::vector<std::string> names() const override;
+  std::vector<std::string> probe_names() const override;
+  const Probe* find_probe(const std::string& name) const;
+  const PluginRecord* plugin_of_probe(const std::string& probe_name) const;
 
   const std::vector<PluginRecord>& plugins() const { return plugins_; }
   const std::vector<PluginRefusal>& refusals() const { return refusals_; }
@@ -72,6 +77,11 @@ class PluginHost final : public PassCatalog {
   std::vector<PluginRecord> plugins_;
   std::vector<PluginRefusal> refusals_;
   std::map<std::string, Entry> passes_;
+  struct ProbeEntry {
+    std::unique_ptr<Probe> probe;
+    size_t plugin_index;
+  };
+  std::map<std::string, ProbeEntry> probes_;
 };
 
 }  // namespace mcompress

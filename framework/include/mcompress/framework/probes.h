@@ -18,10 +18,17 @@ namespace mcompress {
 // accuracy.
 using Metrics = std::map<std::string, double>;
 
-// Runs the probes `spec` enables. `eval` may be null when no data is set
-// (accuracy is then skipped). Uses the current intra-op thread count.
+// Runs the built-in probes `spec` enables. `eval` may be null when no data is
+// set (accuracy is then skipped). `reference` (the original model) is what the
+// `fidelity` probe compares with ("fidelity_top1_agreement",
+// "fidelity_mean_kl"). `memory` adds "peak_rss_mb" and "inference_rss_mb" at
+// the largest latency batch size; `latency` also "latency_b<N>_p99_ms" and
+// "throughput_b<N>_per_s"; `spec.edge` adds the edge profile (resource_probes.h).
+// Uses the current intra-op thread count.
 Metrics run_probes(const torch::jit::Module& model, const Dataset* eval,
-                   const torch::Tensor& example_input, const ProbeSpec& spec, Progress& progress);
+                   const torch::Tensor& example_input, const ProbeSpec& spec, Progress& progress,
+                   const torch::jit::Module* reference = nullptr);
+
 
 // The `text_sample` probe: a language model continues the first window of
 // the held-out text for `length` characters, drawn at temperature 0.8 from a

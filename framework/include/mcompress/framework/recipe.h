@@ -30,6 +30,8 @@ class PassCatalog {
   virtual ~PassCatalog() = default;
   virtual const PassInfo* find(const std::string& name) const = 0;
   virtual std::vector<std::string> names() const = 0;
+  // Probes added by plugins, usable in `probes.enabled` next to the built-in ones.
+  virtual std::vector<std::string> probe_names() const { return {}; }
 };
 
 struct ModelSpec {
@@ -68,7 +70,18 @@ struct ProbeSpec {
   int latency_runs = 30;
   int64_t eval_batch_size = 256;
   int64_t sample_length = 200;  // characters the text_sample probe generates
+  // Edge profile: the latency and memory probes again under a device's limits.
+  struct Edge {
+    int threads = 1;
+    std::vector<int64_t> cpus;  // pin to these CPUs; empty: no pinning
+    double memory_mb = 0.0;     // the device's memory for the model; 0: no limit
+  };
+  std::optional<Edge> edge;
 };
+
+// Names `probes.enabled` accepts without any plugin.
+const std::vector<std::string>& builtin_probe_names();
+bool is_builtin_probe(const std::string& name);
 
 // The model a stage starts from when it is not the current model: exactly
 // one of zoo, path and stage is set.

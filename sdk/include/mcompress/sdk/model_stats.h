@@ -10,10 +10,12 @@
 
 namespace mcompress {
 
-// Elements of all parameters (not buffers), recursively.
+// Elements of all parameters (not buffers), recursively, plus the weights of
+// quantized layers (quantized_model.h), which are packed into buffers.
 MCOMPRESS_SDK_API int64_t count_parameters(const torch::jit::Module& model);
 
-// Cost of one compute layer (aten::linear, aten::conv2d, aten::matmul...) for one sample.
+// Cost of one compute layer (aten::linear, aten::conv2d, aten::matmul,
+// mcompress::quantized_linear...) for one sample.
 struct LayerCost {
   std::string module_path;  // owner of the weight, e.g. "features.3"; "" if none
   std::string op;           // "linear", "conv2d", ...

@@ -13,6 +13,7 @@
 #include "mcompress/sdk/data.h"
 #include "mcompress/sdk/export.h"
 #include "mcompress/sdk/pass_info.h"
+#include "mcompress/sdk/probe.h"
 #include "mcompress/sdk/progress.h"
 
 namespace mcompress {
@@ -69,6 +70,8 @@ class MCOMPRESS_SDK_API PassRegistry {
   virtual ~PassRegistry();
   // Takes ownership. A name already registered is an error reported by the host.
   virtual void add(std::unique_ptr<Pass> pass) = 0;
+  // Takes ownership of a probe; same naming rule as passes.
+  virtual void add_probe(std::unique_ptr<Probe> probe) = 0;
 };
 
 }  // namespace mcompress

@@ -1,0 +1,173 @@
+// Structured-pruning benchmark on real torchvision architectures: how long
+// analysis + pruning takes, how many MACs are removed, and how much faster
+// the pruned model runs on this CPU, both as saved (plain TorchScript) and
+// after optimize_for_cpu_inference (frozen, BatchNorm folded, channels-last).
+//
+//   build/bin/mcompress_prune_bench [--models resnet50,mobilenet_v2] [--sparsity 0.5]
+//       [--threads 2,1] [--batches 1,16] [--resolution 224] [--round-to 1] [--ignore-load]
+//
+// Prints one Markdown table. Timings are only meaningful on an idle machine,
+// so it refuses to time when the 1-minute load average is 1.0 or more.
+#include <ATen/Parallel.h>
+#include <torch/script.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include <mcompress/sdk/channel_count_rewrite.h>
+#include <mcompress/sdk/channel_pruning.h>
+#include <mcompress/sdk/dependency_graph.h>
+#include <mcompress/sdk/evaluate.h>
+#include <mcompress/sdk/inference_optimization.h>
+#include <mcompress/sdk/model_stats.h>
+#include <mcompress/sdk/module_copy.h>
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+struct Options {
+  std::vector<std::string> models{"resnet50", "mobilenet_v2", "densenet121", "vgg16_bn"};
+  double sparsity = 0.5;
+  std::vector<int> threads{2, 1};
+  std::vector<int64_t> batches{1, 16};
+  int64_t resolution = 224;
+  int64_t round_to = 1;
+  bool ignore_load = false;
+  fs::path model_dir = fs::path(MCOMPRESS_BENCH_MODEL_DIR);
+};
+
+std::vector<std::string> split(const std::string& text) {
+  std::vector<std::string> parts;
+  std::stringstream in(text);
+  for (std::string part; std::getline(in, part, ',');) parts.push_back(part);
+  return parts;
+}
+
+Options parse(int argc, char** argv) {
+  Options o;
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    auto value = [&]() -> std::string {
+      if (i + 1 >= argc) throw std::runtime_error(arg + " needs a value");
+      return argv[++i];
+    };
+    if (arg == "--models") o.models = split(value());
+    else if (arg == "--sparsity") o.sparsity = std::stod(value());
+    else if (arg == "--threads") { o.threads.clear(); for (auto& t : split(value())) o.threads.push_back(std::stoi(t)); }
+    else if (arg == "--batches") { o.batches.clear(); for (auto& b : split(value())) o.batches.push_back(std::stoll(b)); }
+    else if (arg == "--resolution") o.resolution = std::stoll(value());
+    else if (arg == "--round-to") o.round_to = std::stoll(value());
+    else if (arg == "--model-dir") o.model_dir = value();
+    else if (arg == "--ignore-load") o.ignore_load = true;
+    else throw std::runtime_error("unknown argument " + arg + " (see the comment at the top of bench/prune_bench.cpp)");
+  }
+  return o;
+}
+
+double load_average() {
+  std::ifstream in("/proc/loadavg");
+  double load = 0;
+  in >> load;
+  return load;
+}
+
+fs::path scripted(const Options& o, const std::string& name) {
+  const fs::path file = o.model_dir / ("torchvision-" + name + ".pt");
+  if (fs::exists(file)) return file;
+  fs::create_directories(o.model_dir);
+  const std::string command = fmt::format(
+      "/usr/bin/python3 -c \"import torch, torchvision; torch.manual_seed(0); "
+      "torch.jit.script(getattr(torchvision.models, '{}')().eval()).save(r'{}')\"",
+      name, file.string());
+  if (std::system(command.c_str()) != 0) throw std::runtime_error("cannot script " + name);
+  return file;
+}
+
+// Median seconds of one forward pass: at least 3 runs and about 2 s of them.
+double latency(const torch::jit::Module& model, const torch::Tensor& input) {
+  torch::NoGradGuard no_grad;
+  for (int i = 0; i < 3; ++i) mcompress::forward_tensor(model, input);  // profiling runs
+  std::vector<double> times;
+  const auto start = Clock::now();
+  while (times.size() < 3 || (times.size() < 25 && std::chrono::duration<double>(Clock::now() - start).count() < 2.0)) {
+    const auto t = Clock::now();
+    mcompress::forward_tensor(model, input);
+    times.push_back(std::chrono::duration<double>(Clock::now() - t).count());
+  }
+  std::sort(times.begin(), times.end());
+  return times[times.size() / 2];
+}
+
+double seconds_since(Clock::time_point start) { return std::chrono::duration<double>(Clock::now() - start).count(); }
+
+}  // namespace
+
+int main(int argc, char** argv) try {
+  const Options o = parse(argc, argv);
+  const double load = load_average();
+  if (load >= 1.0 && !o.ignore_load) {
+    std::cerr << fmt::format("the machine is busy (1-minute load average {:.2f}); timings would measure the"
+                             " other work. Rerun when it is idle, or pass --ignore-load.\n", load);
+    return 3;
+  }
+  std::cout << fmt::format("Structured pruning, {:.0f}% of the channels of every prunable group (uniform, group L2"
+                           " magnitude, round_to {}), input {}x{}, load average {:.2f} at start\n\n",
+                           o.sparsity * 100, o.round_to, o.resolution, o.resolution, load);
+  std::cout << "| model | analyse+prune (s) | MACs before -> after | MAC ratio | threads | batch | plain: original -> pruned (ms) | plain speedup | % of MAC ratio | optimized: original -> pruned (ms) | optimized speedup | % of MAC ratio |\n";
+  std::cout << "|---|---|---|---|---|---|---|---|---|---|---|---|\n";
+  for (const auto& name : o.models) {
+    at::set_num_threads(o.threads.front());
+    const torch::jit::Module original = torch::jit::load(scripted(o, name).string());
+    const torch::Tensor example = torch::randn({1, 3, o.resolution, o.resolution});
+    // What a pruning tool does for the user: understand the model, then shrink it.
+    const torch::jit::Module copy = mcompress::deep_copy(original);
+    const auto started = Clock::now();
+    torch::jit::Module pruned = mcompress::with_channel_counts_following_weights(copy);
+    const auto graph = mcompress::analyze_dependencies(pruned, example);
+    mcompress::PruneOptions options;
+    options.sparsity = o.sparsity;
+    options.round_to = o.round_to;
+    mcompress::prune_groups(pruned, graph, options, [&](const mcompress::ChannelGroup& group) {
+      return mcompress::group_l2_importance(pruned, group);
+    });
+    const double prune_seconds = seconds_since(started);
+    const double macs_before = static_cast<double>(mcompress::count_macs(original, example));
+    const double macs_after = static_cast<double>(mcompress::count_macs(pruned, example));
+    const double mac_ratio = macs_before / macs_after;
+    const auto original_optimized = mcompress::optimize_for_cpu_inference(original);
+    const auto pruned_optimized = mcompress::optimize_for_cpu_inference(pruned);
+    for (int threads : o.threads) {
+      at::set_num_threads(threads);
+      for (int64_t batch : o.batches) {
+        const torch::Tensor input = torch::randn({batch, 3, o.resolution, o.resolution});
+        mcompress::EvalModeGuard eval_original(original);
+        mcompress::EvalModeGuard eval_pruned(pruned);
+        const double plain_before = latency(original, input), plain_after = latency(pruned, input);
+        const double opt_before = latency(original_optimized, input), opt_after = latency(pruned_optimized, input);
+        const double plain_speedup = plain_before / plain_after, opt_speedup = opt_before / opt_after;
+        std::cout << fmt::format(
+            "| {} | {:.2f} | {:.2f}G -> {:.2f}G | {:.2f}x | {} | {} | {:.1f} -> {:.1f} | {:.2f}x | {:.0f}% | {:.1f} -> {:.1f} | {:.2f}x | {:.0f}% |\n",
+            name, prune_seconds, macs_before / 1e9, macs_after / 1e9, mac_ratio, threads, batch, plain_before * 1e3,
+            plain_after * 1e3, plain_speedup, 100 * plain_speedup / mac_ratio, opt_before * 1e3, opt_after * 1e3,
+            opt_speedup, 100 * opt_speedup / mac_ratio);
+        std::cout.flush();
+      }
+    }
+  }
+  std::cout << fmt::format("\nload average at the end: {:.2f}\n", load_average());
+  return 0;
+} catch (const std::exception& error) {
+  std::cerr << "mcompress_prune_bench: " << error.what() << "\n";
+  return 1;
+}

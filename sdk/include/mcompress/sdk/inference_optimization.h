@@ -1,0 +1,28 @@
+#pragma once
+// Turning a model into what runs fastest on a CPU while staying a plain
+// TorchScript file that PyTorch loads anywhere: frozen (parameters become
+// constants, so BatchNorm folds into the preceding convolution, dropout and
+// training-only branches disappear) and, optionally, with 4-D activations
+// and conv weights in channels-last layout, which oneDNN convolutions run
+// without reordering every activation.
+//
+// (torch.jit.optimize_for_inference goes further by storing oneDNN-packed
+// weights, but those cannot be saved, so it is not used here.)
+#include <torch/script.h>
+
+#include "mcompress/sdk/export.h"
+
+namespace mcompress {
+
+struct InferenceOptions {
+  bool channels_last = true;  // 4-D inputs are converted at the start of forward
+};
+
+// A frozen, optimised copy of `model` (in eval mode; `model` is unchanged).
+// It computes the same outputs up to float rounding; it has no parameters
+// (they are constants now), so it can no longer be trained. Throws
+// mcompress::Error when the model cannot be frozen (e.g. it has no forward).
+MCOMPRESS_SDK_API torch::jit::Module optimize_for_cpu_inference(const torch::jit::Module& model,
+                                                                const InferenceOptions& options = {});
+
+}  // namespace mcompress

@@ -1,0 +1,122 @@
+// optimize_for_cpu_inference (inference_optimization.h) and the
+// optimize_inference pass: the frozen model computes the same outputs,
+// BatchNorm is folded away, weights are channels-last, and the saved file
+// runs in plain PyTorch with the same outputs.
+#include <gtest/gtest.h>
+#include <torch/script.h>
+#include <unistd.h>
+
+#include <sstream>
+
+#include <mcompress/sdk/evaluate.h>
+#include <mcompress/sdk/inference_optimization.h>
+#include <mcompress/sdk/model_stats.h>
+#include <mcompress/sdk/pass.h>
+
+#include "pass_loading.h"
+#include "test_support.h"
+#include "torchvision_models.h"
+
+namespace fs = std::filesystem;
+using mcompress::testing::run_command;
+using mcompress::testing::TempDir;
+using torch::jit::Module;
+
+namespace {
+
+torch::Tensor run(const Module& model, const torch::Tensor& input) {
+  torch::NoGradGuard no_grad;
+  mcompress::EvalModeGuard eval(model);
+  return mcompress::forward_tensor(model, input);
+}
+
+int64_t count_ops(const Module& model, const std::string& op) {
+  int64_t count = 0;
+  for (const auto* node : model.get_method("forward").graph()->nodes()) count += node->kind().toQualString() == op;
+  return count;
+}
+
+torch::Tensor input_of(at::IntArrayRef shape) {
+  int64_t numel = 1;
+  for (auto s : shape) numel *= s;
+  return torch::linspace(-1, 1, numel).reshape(shape);
+}
+
+void expect_close(const torch::Tensor& actual, const torch::Tensor& expected) {
+  ASSERT_EQ(actual.sizes(), expected.sizes());
+  const double scale = expected.abs().max().item<double>() + 1e-6;
+  EXPECT_LE((actual - expected).abs().max().item<double>(), 1e-4 * scale);
+}
+
+TEST(InferenceOptimization, FoldsBatchNormKeepsOutputsAndRunsInPlainPyTorch) {
+  for (const std::string name : {"resnet18", "mobilenet_v2"}) {
+    SCOPED_TRACE(name);
+    const Module original = torch::jit::load(mcompress::testing::scripted_torchvision_model(name).string());
+    const torch::Tensor input = input_of({2, 3, 64, 64});
+    const torch::Tensor expected = run(original, input);
+    const Module optimized = mcompress::optimize_for_cpu_inference(original);
+    EXPECT_EQ(count_ops(optimized, "aten::batch_norm"), 0);
+    EXPECT_GT(count_ops(optimized, "aten::conv2d"), 0);
+    EXPECT_EQ(mcompress::count_parameters(optimized), 0);  // constants now
+    expect_close(run(optimized, input), expected);
+    // Weights are stored channels-last.
+    bool any_channels_last = false;
+    for (const auto* node : optimized.get_method("forward").graph()->nodes()) {
+      if (node->kind() == c10::prim::Constant && node->output()->type()->kind() == c10::TypeKind::TensorType) {
+        const auto t = node->t(c10::attr::value);
+        any_channels_last |= t.dim() == 4 && t.is_contiguous(at::MemoryFormat::ChannelsLast) && !t.is_contiguous();
+      }
+    }
+    EXPECT_TRUE(any_channels_last);
+
+    TempDir tmp("optimized-" + name);
+    const fs::path file = tmp.path() / "model.pt";
+    optimized.save(file.string());
+    expect_close(run(torch::jit::load(file.string()), input), expected);
+    const auto python = run_command(
+        std::string(MCOMPRESS_PYTHON) + " -c \"import torch; m = torch.jit.load(r'" + file.string() +
+        "'); x = torch.linspace(-1, 1, 2*3*64*64).reshape(2, 3, 64, 64); "
+        "print('OUTPUT', ' '.join(repr(v) for v in m(x).flatten().tolist()))\"");
+    ASSERT_EQ(python.exit_code, 0) << python.output;
+    std::istringstream values(python.output.substr(python.output.find("OUTPUT ") + 7));
+    std::vector<double> parsed;
+    for (double v; values >> v;) parsed.push_back(v);
+    expect_close(torch::tensor(parsed, torch::kDouble), expected.flatten().to(torch::kDouble));
+  }
+}
+
+TEST(InferenceOptimization, NonImageInputsPassThroughUnchanged) {
+  auto unit = std::make_shared<torch::jit::CompilationUnit>();
+  Module m(c10::QualifiedName("__torch__.inference_test.Mlp"), unit, true);
+  m.register_attribute("training", c10::BoolType::get(), false);
+  m.register_parameter("weight", torch::randn({4, 8}), false);
+  m.define("def forward(self, x):\n    return torch.relu(torch.linear(x, self.weight, None))\n");
+  const torch::Tensor input = torch::randn({3, 8});
+  expect_close(run(mcompress::optimize_for_cpu_inference(m), input), run(m, input));
+  mcompress::InferenceOptions plain;
+  plain.channels_last = false;
+  expect_close(run(mcompress::optimize_for_cpu_inference(m, plain), input), run(m, input));
+}
+
+TEST(InferenceOptimization, ThePassReplacesTheModelAndSaysWhatItDid) {
+  const mcompress::Pass& pass = mcompress::testing::plugin_pass("optimize_inference");
+  EXPECT_EQ(pass.info().name, "optimize_inference");
+
+  const Module original = torch::jit::load(mcompress::testing::scripted_torchvision_model("resnet18").string());
+  mcompress::Params params;
+  params.set("channels_last", true);
+  mcompress::NullLogger log;
+  mcompress::NullProgress progress;
+  mcompress::PassContext context;
+  context.model = original;
+  context.params = &params;
+  context.log = &log;
+  context.progress = &progress;
+  const auto result = pass.run(context);
+  EXPECT_EQ(result.summary, "frozen for CPU inference, channels-last; every BatchNorm folded");
+  EXPECT_EQ(count_ops(context.model, "aten::batch_norm"), 0);
+  const torch::Tensor input = input_of({1, 3, 64, 64});
+  expect_close(run(context.model, input), run(original, input));
+}
+
+}  // namespace
