@@ -134,7 +134,9 @@ int main(int argc, char** argv) try {
     const torch::jit::Module copy = mcompress::deep_copy(original);
     const auto started = Clock::now();
     torch::jit::Module pruned = mcompress::with_channel_counts_following_weights(copy);
+    const double rewrite_seconds = seconds_since(started);
     const auto graph = mcompress::analyze_dependencies(pruned, example);
+    const double analysis_seconds = seconds_since(started) - rewrite_seconds;
     mcompress::PruneOptions options;
     options.sparsity = o.sparsity;
     options.round_to = o.round_to;
@@ -142,6 +144,8 @@ int main(int argc, char** argv) try {
       return mcompress::group_l2_importance(pruned, group);
     });
     const double prune_seconds = seconds_since(started);
+    std::cerr << fmt::format("{}: code rewrite {:.3f} s, analysis {:.3f} s, scoring and slicing {:.3f} s\n", name,
+                             rewrite_seconds, analysis_seconds, prune_seconds - rewrite_seconds - analysis_seconds);
     const double macs_before = static_cast<double>(mcompress::count_macs(original, example));
     const double macs_after = static_cast<double>(mcompress::count_macs(pruned, example));
     const double mac_ratio = macs_before / macs_after;

@@ -211,7 +211,7 @@ torch::jit::Module trained_char_lm(const Args& args, const mcompress::Dataset& t
 mcompress::QuantizedModel quantize_all(const torch::jit::Module& model, int bits, int group_size) {
   std::vector<mcompress::LayerQuantization> plan;
   for (const auto& layer : mcompress::find_linear_layers(model)) plan.push_back({layer.path, bits, group_size});
-  return mcompress::quantize_linear_layers(model, plan, {c10::optional<c10::ScalarType>(torch::kHalf)});
+  return mcompress::quantize_linear_layers(model, plan, {torch::kHalf});
 }
 
 void accuracy(const Args& args) {

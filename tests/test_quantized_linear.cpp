@@ -3,6 +3,7 @@
 // agree with x @ dequantize(W)^T + bias computed in double.
 #include <gtest/gtest.h>
 
+#include <torch/csrc/jit/runtime/operator.h>
 #include <torch/script.h>
 #include <torch/torch.h>
 
@@ -107,17 +108,20 @@ TEST(QuantizedLinear, TheBlasThresholdOnlyChangesThePath) {
 }
 
 TEST(QuantizedLinear, IsARegisteredTorchScriptOperator) {
+  // What TorchScript resolves `ops.mcompress.quantized_linear` in saved code to.
+  const auto ops = torch::jit::getAllOperatorsFor(c10::Symbol::fromQualString("mcompress::quantized_linear"));
+  ASSERT_EQ(ops.size(), 1u);
+  EXPECT_EQ(c10::toString(ops[0]->schema()),
+            "mcompress::quantized_linear(Tensor x, Tensor packed, Tensor scales, Tensor biases, Tensor? bias, "
+            "int bits, int group_size) -> Tensor");
   torch::manual_seed(14);
   const auto q = rt::quantize_weight(torch::randn({16, 64}), 4, 64);
-  auto unit = std::make_shared<torch::jit::CompilationUnit>();
-  torch::jit::Module m("__torch__.QuantizedProbe", unit, true);
-  m.define(R"(
-def forward(self, x: Tensor, packed: Tensor, scales: Tensor, biases: Tensor) -> Tensor:
-    return ops.mcompress.quantized_linear(x, packed, scales, biases, None, 4, 64)
-)");
   const auto x = torch::randn({3, 64});
-  const auto y = m.forward({x, q.packed, q.scales, q.biases}).toTensor();
-  expect_close(y, reference(x, q, {}), "through TorchScript");
+  torch::jit::Stack stack{x, q.packed, q.scales, q.biases, c10::IValue(), int64_t{4}, int64_t{64}};
+  ops[0]->getOperation()(stack);
+  ASSERT_EQ(stack.size(), 1u);
+  expect_close(stack[0].toTensor(), reference(x, q, {}), "through the operator registry");
+  EXPECT_EQ(torch::jit::getAllOperatorsFor(c10::Symbol::fromQualString("mcompress::affine_quantize")).size(), 1u);
 }
 
 TEST(QuantizedLinear, ExplainsShapeAndFormatMistakes) {

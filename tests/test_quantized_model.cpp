@@ -107,7 +107,7 @@ TEST(QuantizedModel, SavesReloadsAndRunsInPythonWithTheRuntimeLibrary) {
   TempDir tmp("quantized-model");
   const auto model = char_lm();
   auto q = mcompress::quantize_linear_layers(model, plan_all(model, 4, 64),
-                                             {c10::optional<c10::ScalarType>(torch::kHalf)});
+                                             {torch::kHalf});
   const auto file = tmp.path() / "model.pt";
   q.model.save(file.string());
   const auto x = tokens(3, 16);
@@ -172,33 +172,38 @@ TEST(QuantizedModel, SkipsLayersItCannotQuantizeAndSaysWhy) {
 }
 
 TEST(QuantizedModel, LayersSharingAClassAreQuantizedAllOrNone) {
-  // Scripted nn.Linear layers of one model share one class and its code.
+  // Scripted nn.Linear layers of the same shape share one class and its code.
   TempDir tmp("shared-class");
   const auto file = tmp.path() / "mlp.pt";
   write_text(tmp.path() / "make.py", R"(import sys
 import torch
 torch.manual_seed(0)
-model = torch.nn.Sequential(torch.nn.Linear(64, 32), torch.nn.ReLU(), torch.nn.Linear(32, 8))
+model = torch.nn.Sequential(torch.nn.Linear(64, 64), torch.nn.ReLU(), torch.nn.Linear(64, 64),
+                            torch.nn.ReLU(), torch.nn.Linear(64, 8))
 torch.jit.script(model).save(sys.argv[1])
 )");
   const auto made = run_command(std::string(MCOMPRESS_PYTHON) + " " + (tmp.path() / "make.py").string() + " " +
                                 file.string());
   ASSERT_EQ(made.exit_code, 0) << made.output;
   const auto model = torch::jit::load(file.string());
-  const auto layers = mcompress::find_linear_layers(model);
-  ASSERT_EQ(layers.size(), 2u);
+  ASSERT_EQ(mcompress::find_linear_layers(model).size(), 3u);
+  ASSERT_EQ(mcompress::submodule_at(model, "0").type(), mcompress::submodule_at(model, "2").type());
 
-  const auto one = mcompress::quantize_linear_layers(model, {{"0", 4, 32}});
+  const auto one = mcompress::quantize_linear_layers(model, {{"0", 4, 32}, {"4", 4, 32}});
   EXPECT_FALSE(one.layers[0].quantized);
   EXPECT_NE(one.layers[0].reason.find("shares its class"), std::string::npos) << one.layers[0].reason;
+  EXPECT_NE(one.layers[0].reason.find("`2`, which is not selected"), std::string::npos) << one.layers[0].reason;
+  EXPECT_TRUE(one.layers[1].quantized) << one.layers[1].reason;
 
   const auto both = mcompress::quantize_linear_layers(model, {{"0", 4, 32}, {"2", 8, 32}});
   EXPECT_TRUE(both.layers[0].quantized) << both.layers[0].reason;
   EXPECT_TRUE(both.layers[1].quantized) << both.layers[1].reason;
   const auto x = torch::randn({5, 64});
   EXPECT_TRUE(torch::allclose(run(both.model, x), run(fake_quantized(model, both.model), x), 1e-4, 1e-4));
-  // Different bits per layer of one class: the code reads them per module.
+  // Different bits per module of one class: the code reads them per module.
   EXPECT_EQ(mcompress::quantized_layers(both.model)[1].bits, 8);
+  // The input model still runs its floating code.
+  EXPECT_TRUE(mcompress::submodule_at(model, "0").hasattr("weight"));
 }
 
 TEST(QuantizedModel, TheHostsProbesMeasureAQuantizedModel) {

@@ -5,6 +5,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <map>
 #include <mutex>
@@ -35,15 +36,6 @@ std::vector<std::string> lines_of(const std::string& text) {
   std::stringstream in(text);
   for (std::string line; std::getline(in, line);) lines.push_back(line);
   return lines;
-}
-
-// The subdirectories of `dir` whose names are run ids.
-std::vector<fs::path> run_dirs(const fs::path& dir) {
-  std::vector<fs::path> out;
-  for (const auto& e : fs::directory_iterator(dir)) {
-    if (e.is_directory() && std::regex_match(e.path().filename().string(), kRunId)) out.push_back(e.path());
-  }
-  return out;
 }
 
 mcompress::TrackedRun sample_run(const fs::path& artifact) {
@@ -199,15 +191,57 @@ TEST(TrackingStore, ReadsBackRunsAndFindsThemByIdPrefix) {
   size_t common = 0;
   while (first[common] == second[common]) ++common;
   EXPECT_EQ(store.find_run(first.substr(0, common + 1)).run_id, first);
-  if (common > 0) EXPECT_THROW(store.find_run(first.substr(0, common)), mcompress::Error);
+  // 17 runs: two of them surely share a first digit, which is then ambiguous.
+  for (int i = 0; i < 15; ++i) store.log_run(experiment, mcompress::TrackedRun{});
+  std::map<char, int> first_digits;
+  for (const auto& r : store.runs()) ++first_digits[r.run_id[0]];
+  const auto shared = std::find_if(first_digits.begin(), first_digits.end(), [](const auto& d) { return d.second > 1; });
+  ASSERT_NE(shared, first_digits.end());
+  try {
+    store.find_run(std::string(1, shared->first));
+    FAIL() << "an ambiguous prefix must be refused";
+  } catch (const mcompress::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("give more of the id"), std::string::npos) << e.what();
+  }
   try {
     store.find_run("zzzz");
     FAIL() << "an unknown id must be refused";
   } catch (const mcompress::Error& e) {
     EXPECT_NE(std::string(e.what()).find("no run with an id starting with 'zzzz'"), std::string::npos) << e.what();
   }
-  EXPECT_EQ(store.runs("exp").size(), 2u);
+  EXPECT_EQ(store.runs("exp").size(), 17u);
   EXPECT_THROW(store.runs("missing"), mcompress::Error);
+}
+
+// Files as MLflow itself writes them, old versions included: integer
+// experiment ids, two-field metric lines, nested keys, deleted_time.
+TEST(TrackingStore, ReadsRunsThatMlflowWrote) {
+  TempDir tmp("tracking-foreign");
+  const fs::path root = tmp.path() / "mlruns";
+  const std::string id = "4f2a6c0e9b8d47e1a3c5b7d9f1e3a5c7";
+  fs::create_directories(root / "0");
+  write_text(root / "0" / "meta.yaml", "artifact_location: ./mlruns/0\nexperiment_id: 0\nname: Default\n");
+  fs::create_directories(root / "0" / id / "metrics" / "train");
+  fs::create_directories(root / "0" / id / "params");
+  fs::create_directories(root / "0" / id / "tags");
+  write_text(root / "0" / id / "meta.yaml",
+             "artifact_uri: ./mlruns/0/" + id + "/artifacts\ndeleted_time: null\nend_time: null\n"
+             "experiment_id: '0'\nlifecycle_stage: active\nrun_id: " + id + "\nrun_name: ''\nrun_uuid: " + id +
+             "\nstart_time: 5\nstatus: 1\ntags: []\nuser_id: bob\n");
+  write_text(root / "0" / id / "metrics" / "train" / "loss", "10 2.5\n20 1.5\n");
+  write_text(root / "0" / id / "params" / "lr", "0.1");
+  write_text(root / "0" / id / "tags" / "mlflow.runName", "python run");
+
+  const auto runs = mcompress::TrackingStore(root).runs();
+  ASSERT_EQ(runs.size(), 1u);
+  EXPECT_EQ(runs[0].experiment_name, "Default");
+  EXPECT_EQ(runs[0].run_name, "python run");  // from the tag when meta.yaml has none
+  EXPECT_EQ(runs[0].status, 1);
+  EXPECT_FALSE(runs[0].end_time.has_value());
+  EXPECT_EQ(runs[0].params.at("lr"), "0.1");
+  ASSERT_EQ(runs[0].metrics.at("train/loss").size(), 2u);
+  EXPECT_EQ(runs[0].latest("train/loss"), 1.5);  // same step: the later timestamp
+  EXPECT_NE(mcompress::run_details(runs[0]).find("RUNNING"), std::string::npos);
 }
 
 TEST(TrackingStore, SkipsIncompleteAndDeletedEntriesAndRefusesADeletedExperimentsName) {

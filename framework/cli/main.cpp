@@ -14,6 +14,7 @@
 #include <map>
 #include <sstream>
 
+#include "mcompress/framework/auto_prune.h"
 #include "mcompress/framework/compare.h"
 #include "mcompress/framework/plugin_host.h"
 #include "mcompress/framework/recipe.h"
@@ -107,6 +108,7 @@ po::variables_map parse(const std::vector<std::string>& args, const po::options_
 
 std::unique_ptr<mcompress::PluginHost> load_plugins(const CommonOptions& common) {
   auto host = std::make_unique<mcompress::PluginHost>();
+  mcompress::register_builtin_passes(*host);
   std::vector<fs::path> extra(common.plugin_dirs.begin(), common.plugin_dirs.end());
   host->load_directories(mcompress::PluginHost::search_path(extra));
   return host;

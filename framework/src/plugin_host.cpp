@@ -11,6 +11,7 @@
 #include <cstring>
 
 #include "mcompress/framework/probes.h"
+#include "mcompress/sdk/error.h"
 #include "mcompress/sdk/pass.h"
 #include "mcompress/sdk/plugin_abi.h"
 
@@ -219,6 +220,21 @@ bool PluginHost::load_file(const std::filesystem::path& library) {
   plugins_.push_back(std::move(record));
   loaded_libraries().push_back(std::move(lib));
   return true;
+}
+
+void PluginHost::add_builtin_pass(std::unique_ptr<Pass> pass) {
+  const std::string name = pass->info().name;
+  if (const auto* existing = plugin_of(name)) {
+    throw Error(fmt::format("pass '{}' of {} has the name of a built-in pass; rename it", name, existing->path));
+  }
+  auto builtin = std::find_if(plugins_.begin(), plugins_.end(), [](const PluginRecord& p) { return p.path == "<built-in>"; });
+  if (builtin == plugins_.end()) {
+    plugins_.push_back({"<built-in>", "mcompress", MCOMPRESS_VERSION_STRING, MCOMPRESS_SDK_VERSION_MAJOR,
+                        MCOMPRESS_SDK_VERSION_MINOR, TORCH_VERSION, MCOMPRESS_CXX_ABI_TAG, MCOMPRESS_COMPILER_ID, {}, {}});
+    builtin = plugins_.end() - 1;
+  }
+  builtin->passes.push_back(name);
+  passes_[name] = Entry{std::move(pass), static_cast<size_t>(builtin - plugins_.begin())};
 }
 
 const Pass* PluginHost::find_pass(const std::string& name) const {

@@ -109,16 +109,24 @@ std::vector<c10::IValue> run_with_taps(const torch::jit::Module& module,
   tuple->moveBefore(graph->return_node());
   graph->return_node()->replaceInput(0, tuple->output());
 
-  torch::jit::GraphFunction function("mcompress_taps", graph, nullptr);
-  std::vector<c10::IValue> stack{module._ivalue()};
-  stack.insert(stack.end(), inputs.begin(), inputs.end());
-  auto result = function(stack).toTuple();
-  std::vector<c10::IValue> values(result->elements().begin() + 1, result->elements().end());
-
-  // Restore the graph's single output so the caller can tap again.
-  graph->return_node()->replaceInput(0, outputs.front());
-  tuple->destroy();
-  return values;
+  // Restore the graph's single output so the caller can tap again, also
+  // when the model throws (e.g. on an input size it does not accept).
+  auto restore = [&] {
+    graph->return_node()->replaceInput(0, outputs.front());
+    tuple->destroy();
+  };
+  try {
+    torch::jit::GraphFunction function("mcompress_taps", graph, nullptr);
+    std::vector<c10::IValue> stack{module._ivalue()};
+    stack.insert(stack.end(), inputs.begin(), inputs.end());
+    auto result = function(stack).toTuple();
+    std::vector<c10::IValue> values(result->elements().begin() + 1, result->elements().end());
+    restore();
+    return values;
+  } catch (...) {
+    restore();
+    throw;
+  }
 }
 
 }  // namespace mcompress

@@ -39,7 +39,7 @@ torch::jit::Module optimize_for_cpu_inference(const torch::jit::Module& model, c
     wrapper.define(R"(
 def forward(self, x):
     if x.dim() == 4:
-        x = x.contiguous(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=2)  # torch.channels_last
     return self.model.forward(x)
 )");
     target = wrapper;

@@ -55,6 +55,10 @@ class PluginHost final : public PassCatalog {
   // Returns true if the library was loaded and all its passes registered.
   bool load_file(const std::filesystem::path& library);
 
+  // Registers a pass the host itself provides (plugin "mcompress", path
+  // "<built-in>"); throws mcompress::Error if the name is taken.
+  void add_builtin_pass(std::unique_ptr<Pass> pass);
+
   const Pass* find_pass(const std::string& name) const;
   // The plugin that provides a pass (for error messages and run records).
   const PluginRecord* plugin_of(const std::string& pass_name) const;

@@ -46,7 +46,8 @@ MCOMPRESS_SDK_API void fold_flag_attributes(const std::shared_ptr<torch::jit::Gr
 
 // Runs `graph` (an inlined forward graph of `module`, possibly annotated by
 // the caller) on `inputs` and returns the values `taps` held, in order. The
-// graph is modified: its return gains the taps. Values must belong to `graph`.
+// graph's return gains the taps while it runs and is restored afterwards,
+// also when the model throws. Values must belong to `graph`.
 MCOMPRESS_SDK_API std::vector<c10::IValue> run_with_taps(
     const torch::jit::Module& module, const std::shared_ptr<torch::jit::Graph>& graph,
     const std::vector<torch::jit::Value*>& taps, const std::vector<c10::IValue>& inputs);
