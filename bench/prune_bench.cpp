@@ -4,7 +4,7 @@
 // after optimize_for_cpu_inference (frozen, BatchNorm folded, channels-last).
 //
 //   build/bin/mcompress_prune_bench [--models resnet50,mobilenet_v2] [--sparsity 0.5]
-//       [--threads 2,1] [--batches 1,16] [--resolution 224] [--round-to 1] [--ignore-load]
+//       [--threads 2,1] [--batches 1,16] [--resolution 224] [--round-to 1] [--prune-only] [--ignore-load]
 //
 // Prints one Markdown table. Timings are only meaningful on an idle machine,
 // so it refuses to time when the 1-minute load average is 1.0 or more.
@@ -44,6 +44,7 @@ struct Options {
   int64_t resolution = 224;
   int64_t round_to = 1;
   bool ignore_load = false;
+  bool prune_only = false;  // skip the latency measurements
   fs::path model_dir = fs::path(MCOMPRESS_BENCH_MODEL_DIR);
 };
 
@@ -70,6 +71,7 @@ Options parse(int argc, char** argv) {
     else if (arg == "--round-to") o.round_to = std::stoll(value());
     else if (arg == "--model-dir") o.model_dir = value();
     else if (arg == "--ignore-load") o.ignore_load = true;
+    else if (arg == "--prune-only") o.prune_only = true;
     else throw std::runtime_error("unknown argument " + arg + " (see the comment at the top of bench/prune_bench.cpp)");
   }
   return o;
@@ -149,6 +151,11 @@ int main(int argc, char** argv) try {
     const double macs_before = static_cast<double>(mcompress::count_macs(original, example));
     const double macs_after = static_cast<double>(mcompress::count_macs(pruned, example));
     const double mac_ratio = macs_before / macs_after;
+    if (o.prune_only) {
+      std::cout << fmt::format("| {} | {:.2f} | {:.2f}G -> {:.2f}G | {:.2f}x | | | | | | | | |\n", name,
+                               prune_seconds, macs_before / 1e9, macs_after / 1e9, mac_ratio);
+      continue;
+    }
     const auto original_optimized = mcompress::optimize_for_cpu_inference(original);
     const auto pruned_optimized = mcompress::optimize_for_cpu_inference(pruned);
     for (int threads : o.threads) {

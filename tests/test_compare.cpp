@@ -89,26 +89,26 @@ TEST(Compare, CrashingCandidateIsRecordedAndTheSweepGoesOnThenResumesWithoutRedo
   ASSERT_EQ(first.exit_code, 0) << first.output;
   auto cmp = comparison_of(out);
   EXPECT_EQ(statuses(cmp), (std::map<std::string, std::string>{
-                               {"crashes", "crashed"}, {"sparsity=0.0", "completed"}, {"sparsity=0.5", "completed"}}));
+                               {"crashes", "crashed"}, {"prune.sparsity=0.0", "completed"}, {"prune.sparsity=0.5", "completed"}}));
   for (const auto& c : cmp.at("candidates")) {
     if (c.at("name") == "crashes") {
       EXPECT_NE(c.at("error").get<std::string>().find("signal 9"), std::string::npos);
     }
   }
   // Ranked: both completed meet the constraint; the pruned one is smaller, so it wins.
-  EXPECT_EQ(cmp.at("best"), "sparsity=0.5");
-  EXPECT_EQ(cmp.at("candidates")[0].at("name"), "sparsity=0.5");
+  EXPECT_EQ(cmp.at("best"), "prune.sparsity=0.5");
+  EXPECT_EQ(cmp.at("candidates")[0].at("name"), "prune.sparsity=0.5");
   EXPECT_TRUE(cmp.at("candidates")[0].at("pareto_size").get<bool>());
   EXPECT_TRUE(fs::exists(out / "comparison.csv"));
-  EXPECT_NE(read_text(out / "comparison.md").find("Best: `sparsity=0.5`"), std::string::npos);
+  EXPECT_NE(read_text(out / "comparison.md").find("Best: `prune.sparsity=0.5`"), std::string::npos);
 
   // Rerun: nothing finished is redone; a removed result is run again.
   const auto crashed_dir = out / "candidates" / "000_crashes";
   fs::remove(crashed_dir / "result.json");
-  const std::string kept = read_text(out / "candidates" / "001_sparsity_0.0" / "result.json");
+  const std::string kept = read_text(out / "candidates" / "001_prune.sparsity_0.0" / "result.json");
   const auto second = compare(tmp.path(), "--out " + out.string());
   ASSERT_EQ(second.exit_code, 0) << second.output;
-  EXPECT_EQ(read_text(out / "candidates" / "001_sparsity_0.0" / "result.json"), kept);
+  EXPECT_EQ(read_text(out / "candidates" / "001_prune.sparsity_0.0" / "result.json"), kept);
   EXPECT_EQ(statuses(comparison_of(out)).at("crashes"), "completed");  // no crash without the variable
 }
 
@@ -127,7 +127,7 @@ TEST(Compare, ShardsAreDisjointAndReportMergesThem) {
                                   (tmp.path() / "s1").string() + " --out " + (tmp.path() / "all").string());
   ASSERT_EQ(merged.exit_code, 0) << merged.output;
   EXPECT_EQ(comparison_of(tmp.path() / "all").at("candidates").size(), 3u);
-  EXPECT_NE(merged.output.find("Best: `sparsity=0.5`"), std::string::npos) << merged.output;
+  EXPECT_NE(merged.output.find("Best: `prune.sparsity=0.5`"), std::string::npos) << merged.output;
 }
 
 TEST(Compare, TimeLimitStopsAHangingCandidate) {
@@ -171,7 +171,7 @@ grid:
 )");
   r = compare(tmp.path(), "--out " + (tmp.path() / "out").string());
   EXPECT_EQ(r.exit_code, 2);
-  EXPECT_NE(r.output.find("candidate `sparsity=1.5`"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("candidate `prune.sparsity=1.5`"), std::string::npos) << r.output;
   EXPECT_FALSE(fs::exists(tmp.path() / "out"));
 }
 

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <set>
 #include <nlohmann/json.hpp>
 
 #include "test_support.h"
@@ -17,6 +18,15 @@ namespace {
 
 // Smaller data and fewer epochs: the same stages, minutes less.
 const std::map<std::string, std::string> kBudget = {
+    {"fashion_mnist_compress.yaml",
+     "--set data.train_limit=3000 --set data.eval_limit=500 --set data.validation_size=500 "
+     "--set stages.train.params.epochs=1 --set probes.latency_runs=3 --set probes.latency_warmup=1"},
+    // A sweep: two of its candidates (shard 1 of 10: auto_prune + distillation
+    // and gradient pruning + distillation), each on the reduced base budget.
+    {"compare_fashion_mnist.yaml",
+     "--shard 1/10 --jobs 2 --set threads=1 --set data.train_limit=3000 --set data.eval_limit=500 "
+     "--set data.validation_size=500 --set stages.train.params.epochs=1 --set probes.latency_runs=3 "
+     "--set probes.latency_warmup=1"},
     {"fashion_mnist_prune.yaml",
      "--set data.train_limit=4000 --set data.eval_limit=1000 --set data.validation_size=500 "
      "--set stages.train.params.epochs=1 --set stages.recover.params.epochs=1 "
@@ -212,6 +222,40 @@ TEST(Pipelines, FashionMnistPruneCriteriaComparesTheThreeCriteriaInOneTable) {
                           "| activation | activation_prune |", "| gradient_ft | finetune |"}) {
     EXPECT_NE(table.find(row), std::string::npos) << row << "\n" << table;
   }
+}
+
+TEST(Pipelines, FashionMnistCompressIsTheRunnableBaseOfTheComparison) {
+  TempDir tmp("pipeline-compress");
+  const fs::path out = tmp.path() / "run";
+  const auto result = run_command(std::string(MCOMPRESS_CLI) + " run " + MCOMPRESS_SOURCE_DIR +
+                                  "/pipelines/fashion_mnist_compress.yaml --quiet --out " + out.string() + " " +
+                                  kBudget.at("fashion_mnist_compress.yaml"));
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  const auto report = nlohmann::json::parse(read_text(out / "report.json"));
+  EXPECT_EQ(report.at("final_stage"), "recover");
+  const auto recovered = report.at("stages").back().at("metrics");
+  EXPECT_GT(recovered.at("accuracy").get<double>(), 0.6);
+  EXPECT_GT(recovered.at("fidelity_top1_agreement").get<double>(), 0.0);
+}
+
+TEST(Pipelines, CompareFashionMnistRanksItsCandidates) {
+  TempDir tmp("pipeline-compare");
+  const fs::path out = tmp.path() / "sweep";
+  const auto result = run_command(std::string(MCOMPRESS_CLI) + " compare " + MCOMPRESS_SOURCE_DIR +
+                                  "/pipelines/compare_fashion_mnist.yaml --quiet --out " + out.string() + " " +
+                                  kBudget.at("compare_fashion_mnist.yaml"));
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  const auto comparison = nlohmann::json::parse(read_text(out / "comparison.json"));
+  ASSERT_EQ(comparison.at("candidates").size(), 2u);
+  std::set<std::string> names;
+  for (const auto& c : comparison.at("candidates")) {
+    EXPECT_EQ(c.at("status"), "completed") << c.dump();
+    names.insert(c.at("name").get<std::string>());
+  }
+  EXPECT_EQ(names, (std::set<std::string>{"auto_prune 0.5 + kd",
+                                          "prune.pass=gradient_prune, prune.sparsity=0.5, recover.pass=kd_standard"}));
+  EXPECT_FALSE(comparison.at("recommendation").get<std::string>().empty());
+  EXPECT_TRUE(fs::exists(out / "comparison.html"));
 }
 
 TEST(Pipelines, DryRunPrintsTheResolvedPlanAndWritesNothing) {

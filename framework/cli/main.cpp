@@ -263,6 +263,7 @@ void print_comparison(const mcompress::Comparison& comparison, const fs::path& d
 int command_compare(const std::vector<std::string>& args) {
   CommonOptions common;
   std::string sweep_path, out_dir, shard = "0/1";
+  std::vector<std::string> extra_overrides;
   int jobs = 1;
   bool dry_run = false;
   po::options_description desc("mcompress compare SWEEP.yaml [options]");
@@ -271,6 +272,7 @@ int command_compare(const std::vector<std::string>& args) {
       ("out,o", po::value(&out_dir), "sweep directory (default: runs/<sweep name>); rerun to resume")
       ("jobs,j", po::value(&jobs), "candidates run in parallel (child processes)")
       ("shard", po::value(&shard), "run shard I of N (I/N, 0-based) of the candidates")
+      ("set", po::value(&extra_overrides)->composing(), "override a base recipe value for every candidate (repeatable)")
       ("dry-run", po::bool_switch(&dry_run), "validate every candidate and list them; run nothing");
   TrackingOptions tracking;
   add_tracking(desc, tracking);
@@ -295,6 +297,7 @@ int command_compare(const std::vector<std::string>& args) {
   mcompress::Sweep sweep;
   try {
     sweep = mcompress::load_sweep(sweep_path);
+    sweep.overrides.insert(sweep.overrides.end(), extra_overrides.begin(), extra_overrides.end());
     mcompress::validate_candidates(sweep, *plugins);
   } catch (const mcompress::RecipeError& e) {
     for (const auto& d : e.diagnostics()) std::cerr << mcompress::format_diagnostic(d) << "\n";

@@ -276,7 +276,9 @@ void Runner::run_baseline() {
 }
 
 std::optional<torch::jit::Module> Runner::resolve_teacher(const StageSpec& stage) const {
-  const auto spec = stage.teacher ? stage.teacher : recipe_.teacher;
+  // The validator already gave every stage that needs a teacher the recipe's
+  // default one; stages that do not need one get none.
+  const auto& spec = stage.teacher;
   if (!spec) return std::nullopt;
   torch::jit::Module teacher;
   if (*spec == "original" || *spec == "baseline") {

@@ -58,6 +58,14 @@ class SweepReader {
   std::vector<Diagnostic> problems_;
 };
 
+// "stages.prune.params.sparsity" -> "prune.sparsity": enough to tell grid
+// candidates apart in tables.
+std::string short_key(std::string key) {
+  if (key.rfind("stages.", 0) == 0) key = key.substr(7);
+  for (size_t p; (p = key.find(".params.")) != std::string::npos;) key.replace(p, 8, ".");
+  return key;
+}
+
 std::string flow_yaml(const YAML::Node& node) {
   YAML::Emitter out;
   out.SetMapFormat(YAML::Flow);
@@ -154,8 +162,7 @@ void SweepReader::read_grid(const YAML::Node& node, Sweep& sweep) {
     for (size_t a = 0; a < axes.size(); ++a) {
       const auto& [key, values] = axes[a];
       c.overrides.push_back(key + "=" + values[position[a]]);
-      const auto short_key = key.substr(key.rfind('.') + 1);
-      parts.push_back(short_key + "=" + values[position[a]]);
+      parts.push_back(short_key(key) + "=" + values[position[a]]);
     }
     c.name = fmt::format("{}", fmt::join(parts, ", "));
     sweep.candidates.push_back(std::move(c));

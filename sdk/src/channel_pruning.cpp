@@ -121,7 +121,7 @@ void apply_slicing(torch::jit::Module& model, const Slicing& slicing) {
     case MemberKind::Buffer: {
       const torch::Tensor old = value.toTensor();
       const auto index = torch::tensor(entries, torch::kLong).to(old.device());
-      auto sliced = old.detach().index_select(member.dim, index).clone();
+      auto sliced = old.detach().index_select(member.dim, index);  // a new tensor
       if (member.kind == MemberKind::Parameter) {
         module.register_parameter(member.attribute, sliced.requires_grad_(old.requires_grad()),
                                   /*is_buffer=*/false);
@@ -199,6 +199,28 @@ torch::Tensor combine_member_scores(const std::vector<torch::Tensor>& contributi
   return total / static_cast<double>(contributions.size());
 }
 
+namespace {
+
+// Sum over the entries channel c owns of |w| (L1) or w^2 (L2). Norms reduce
+// all other dims in one pass without temporaries or transposed copies, which
+// matters for weights of hundreds of megabytes.
+torch::Tensor channel_sums(const torch::Tensor& weight, const ChannelMember& member, int64_t group_size,
+                           ImportanceNorm norm) {
+  std::vector<int64_t> other_dims;
+  for (int64_t d = 0; d < weight.dim(); ++d) {
+    if (d != member.dim) other_dims.push_back(d);
+  }
+  const double order = norm == ImportanceNorm::L1 ? 1.0 : 2.0;
+  auto per_entry = other_dims.empty() ? weight.abs() : at::linalg_vector_norm(weight, order, other_dims);
+  per_entry = per_entry.to(torch::kDouble);
+  if (norm == ImportanceNorm::L2) per_entry = per_entry.square();
+  return per_entry.narrow(0, member.offset, group_size * member.block_size)
+      .reshape({group_size, member.block_size})
+      .sum(1);
+}
+
+}  // namespace
+
 torch::Tensor group_importance(const torch::jit::Module& model, const ChannelGroup& group,
                                ImportanceNorm norm) {
   torch::NoGradGuard no_grad;
@@ -207,8 +229,7 @@ torch::Tensor group_importance(const torch::jit::Module& model, const ChannelGro
     if (member.kind != MemberKind::Parameter) continue;
     const c10::IValue value = member_value(model, member);
     if (!value.isTensor()) continue;
-    auto rows = channel_rows(value.toTensor().detach().to(torch::kDouble), member, group.size);
-    contributions.push_back(norm == ImportanceNorm::L1 ? rows.abs().sum(1) : rows.square().sum(1));
+    contributions.push_back(channel_sums(value.toTensor().detach(), member, group.size, norm));
   }
   const torch::Tensor total = combine_member_scores(contributions, group.size);
   return norm == ImportanceNorm::L2 ? total.sqrt() : total;

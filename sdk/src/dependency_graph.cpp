@@ -366,7 +366,9 @@ ObservedShapes observe_real_shapes(const torch::jit::Module& model, const std::s
 std::optional<ObservedShapes> observe_small_shapes(const torch::jit::Module& model,
                                                    const std::shared_ptr<torch::jit::Graph>& graph,
                                                    const torch::Tensor& example_input) {
-  constexpr int64_t kSmall = 64, kLarger = 96;
+  // 64 apart, so a dim computed by integer division by any stride up to 64
+  // differs between the two runs whenever it follows the input size.
+  constexpr int64_t kSmall = 32, kLarger = 96;
   if (example_input.dim() != 4 || example_input.size(2) <= kLarger || example_input.size(3) <= kLarger) {
     return std::nullopt;
   }

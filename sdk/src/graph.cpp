@@ -5,6 +5,7 @@
 #include <torch/csrc/jit/passes/constant_propagation.h>
 #include <torch/csrc/jit/passes/dead_code_elimination.h>
 #include <torch/csrc/jit/passes/inliner.h>
+#include <torch/csrc/jit/runtime/graph_executor.h>
 
 #include <algorithm>
 
@@ -116,6 +117,9 @@ std::vector<c10::IValue> run_with_taps(const torch::jit::Module& module,
     tuple->destroy();
   };
   try {
+    // A function run once or a few times: optimising the graph costs more
+    // than it saves (seconds for a ResNet-50).
+    torch::jit::GraphOptimizerEnabledGuard no_optimization(false);
     torch::jit::GraphFunction function("mcompress_taps", graph, nullptr);
     std::vector<c10::IValue> stack{module._ivalue()};
     stack.insert(stack.end(), inputs.begin(), inputs.end());
