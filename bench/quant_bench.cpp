@@ -47,7 +47,7 @@ struct Args {
   int runs = 30;
   std::string cache = "build/bench-cache";
   int64_t cnn_epochs = 1;
-  int64_t lm_steps = 1500;
+  int64_t lm_steps = 800;
 };
 
 Args parse(int argc, char** argv) {

@@ -33,6 +33,32 @@ inline float dot(const float* a, const float* b, int count) {
   return sum;
 }
 
+// Codes of one group as floats. 2-, 4- and 8-bit codes never straddle a
+// word, so fixed shifts (unrolled by the compiler) replace the generic bit
+// stream reader.
+template <int Bits>
+void word_codes_to_float(const uint32_t* words, int count, float* out) {
+  constexpr int kPerWord = 32 / Bits;
+  constexpr uint32_t kMask = (1u << Bits) - 1;
+  for (int w = 0; w < count / kPerWord; ++w) {
+    const uint32_t word = words[w];
+    for (int j = 0; j < kPerWord; ++j) out[w * kPerWord + j] = float((word >> (j * Bits)) & kMask);
+  }
+}
+
+void codes_to_float(const uint32_t* row, int64_t first, int count, int bits, float* out) {
+  const uint32_t* words = row + first * bits / 32;
+  switch (bits) {
+    case 2: return word_codes_to_float<2>(words, count, out);
+    case 4: return word_codes_to_float<4>(words, count, out);
+    case 8: return word_codes_to_float<8>(words, count, out);
+    default: break;
+  }
+  uint8_t codes[128];
+  unpack_codes(row, first, count, bits, codes);
+  for (int j = 0; j < count; ++j) out[j] = float(codes[j]);
+}
+
 }  // namespace
 
 void prepare_activations(const float* x, int64_t rows, int64_t in_features, int bits,
@@ -53,15 +79,13 @@ void linear_rows(const PackedWeightView& w, const PreparedActivations& x, int64_
                  int64_t n_end, float* y) {
   const int64_t groups = w.groups_per_row();
   const int G = w.group_size;
-  uint8_t codes[128];
   float code_values[128];
   for (int64_t n = n_begin; n < n_end; ++n) {
     const uint32_t* row = w.packed + n * w.words_per_row();
     for (int64_t m = 0; m < x.rows; ++m) y[m * w.out_features + n] = 0;
     for (int64_t g = 0; g < groups; ++g) {
       // Unpacked once per group and reused for every input row.
-      unpack_codes(row, g * G, G, w.bits, codes);
-      for (int j = 0; j < G; ++j) code_values[j] = float(codes[j]);
+      codes_to_float(row, g * G, G, w.bits, code_values);
       const float scale = scale_at(w.scales, w.scale_type, n * groups + g);
       const float bias = scale_at(w.biases, w.scale_type, n * groups + g);
       for (int64_t m = 0; m < x.rows; ++m) {
@@ -76,15 +100,14 @@ void linear_rows(const PackedWeightView& w, const PreparedActivations& x, int64_
 void dequantize_rows(const PackedWeightView& w, int64_t n_begin, int64_t n_end, float* out) {
   const int64_t groups = w.groups_per_row();
   const int G = w.group_size;
-  uint8_t codes[128];
   for (int64_t n = n_begin; n < n_end; ++n) {
     const uint32_t* row = w.packed + n * w.words_per_row();
     float* dst = out + (n - n_begin) * w.in_features;
     for (int64_t g = 0; g < groups; ++g) {
-      unpack_codes(row, g * G, G, w.bits, codes);
+      codes_to_float(row, g * G, G, w.bits, dst + g * G);
       const float scale = scale_at(w.scales, w.scale_type, n * groups + g);
       const float bias = scale_at(w.biases, w.scale_type, n * groups + g);
-      for (int j = 0; j < G; ++j) dst[g * G + j] = float(codes[j]) * scale + bias;
+      for (int j = 0; j < G; ++j) dst[g * G + j] = dst[g * G + j] * scale + bias;
     }
   }
 }
