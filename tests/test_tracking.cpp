@@ -586,11 +586,11 @@ grid:
   EXPECT_NE(crashed.tag("mcompress.message").find("signal 9"), std::string::npos);
   EXPECT_EQ(crashed.tag("mcompress.sweep"), "tracked_sweep");
   EXPECT_TRUE(fs::exists(crashed.dir / "artifacts" / "output.log"));
-  const auto& half = by_candidate.at("sparsity=0.5");
-  EXPECT_EQ(half.run_name, "sparsity=0.5");
+  const auto& half = by_candidate.at("prune.sparsity=0.5");
+  EXPECT_EQ(half.run_name, "prune.sparsity=0.5");
   EXPECT_EQ(half.status, 3);
   EXPECT_EQ(half.params.at("prune.sparsity"), "0.5");
-  EXPECT_EQ(by_candidate.at("sparsity=0.25").params.at("prune.sparsity"), "0.25");
+  EXPECT_EQ(by_candidate.at("prune.sparsity=0.25").params.at("prune.sparsity"), "0.25");
   EXPECT_TRUE(half.latest("final.accuracy").has_value());
   EXPECT_EQ(half.tag("mcompress.candidate_index"), "2");
 }
