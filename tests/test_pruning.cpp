@@ -540,6 +540,32 @@ def forward(self, x):
   }
 }
 
+// Stochastic depth multiplies a residual branch by per-sample noise in
+// training only: [N, 1, 1, 1] broadcasts over the channels.
+TEST(DependencyGraph, PerSampleNoiseCreatedInATrainingBranchDoesNotFreeze) {
+  ModelBuilder b;
+  Module m = b.module("StochasticDepth");
+  m.register_module("stem", b.conv(3, 4));
+  m.register_module("branch", b.conv(4, 4));
+  m.register_module("fc", b.linear(4, 10));
+  m.define(R"(
+def forward(self, x):
+    x = torch.relu(self.stem.forward(x))
+    y = self.branch.forward(x)
+    if self.training:
+        size = [y.size(0)] + [1] * (y.dim() - 1)
+        noise = torch.empty(size, dtype=y.dtype, device=y.device).bernoulli_(0.9)
+        y = y * noise.div_(0.9)
+    x = x + y
+    return self.fc.forward(torch.flatten(torch.adaptive_avg_pool2d(x, [1, 1]), 1))
+)");
+  const auto graph = mcompress::analyze_dependencies(m, image_input());
+  const auto* stem = group_named(graph, "stem");
+  ASSERT_NE(stem, nullptr);
+  EXPECT_FALSE(stem->frozen) << describe(graph);
+  EXPECT_EQ(stem, group_named(graph, "branch"));
+}
+
 TEST(DependencyGraph, ViewThatHardCodesTheChannelCountFreezesItsGroup) {
   ModelBuilder b;
   Module m = b.module("HardCodedView");

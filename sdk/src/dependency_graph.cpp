@@ -792,11 +792,86 @@ class DependencyAnalyzer {
   bool spans_channel_dim(const Value* other, const ChannelTrack& track) {
     if (other->type()->kind() != c10::TypeKind::TensorType) return false;  // a scalar
     auto shape = shape_of(other);
+    if (!shape) shape = created_shape(other);
     if (!shape) return true;  // unknown: assume the worst
     const int64_t from_end = track.rank - track.dim;
     const int64_t rank = static_cast<int64_t>(shape->size());
     if (rank < from_end) return false;
     return (*shape)[rank - from_end] != 1;
+  }
+
+  // Values inside branches are never observed. A tensor the code creates
+  // from a size list (stochastic depth's noise: torch.empty([n] + [1] *
+  // (x.dim() - 1)).bernoulli_(p)) has the shape the list says; entries the
+  // list does not fix are -1, which never counts as a broadcast 1.
+  std::optional<Shape> created_shape(const Value* value, int depth = 0) {
+    if (depth > 8) return std::nullopt;
+    const Node* node = value->node();
+    const std::string op = op_name(node);
+    if (op == "aten::bernoulli_" || op == "aten::div_" || op == "aten::mul_" || op == "aten::uniform_" ||
+        op == "aten::normal_" || op == "aten::bernoulli") {
+      return created_shape(node->input(0), depth + 1);
+    }
+    static const std::unordered_set<std::string> factories = {"aten::empty", "aten::zeros", "aten::ones",
+                                                              "aten::rand", "aten::randn", "aten::full"};
+    if (!factories.count(op) || node->inputs().empty()) return std::nullopt;
+    return int_list_value(node->input(0), 0);
+  }
+
+  std::optional<Shape> int_list_value(const Value* list, int depth) {
+    if (depth > 8) return std::nullopt;
+    const Node* node = list->node();
+    if (auto constant = constant_int_list(list); constant && node->kind() == c10::prim::Constant) return constant;
+    if (node->kind() == c10::prim::ListConstruct) {
+      Shape entries;
+      for (const Value* input : node->inputs()) entries.push_back(int_value(input, depth + 1).value_or(-1));
+      return entries;
+    }
+    if (node->kind() == c10::aten::add && node->inputs().size() == 2) {  // concatenation
+      auto a = int_list_value(node->input(0), depth + 1);
+      auto b = int_list_value(node->input(1), depth + 1);
+      if (!a || !b) return std::nullopt;
+      a->insert(a->end(), b->begin(), b->end());
+      return a;
+    }
+    if (node->kind() == c10::aten::mul && node->inputs().size() == 2) {  // repetition
+      auto items = int_list_value(node->input(0), depth + 1);
+      auto times = int_value(node->input(1), depth + 1);
+      if (!items || !times || *times < 0) return std::nullopt;
+      Shape entries;
+      for (int64_t i = 0; i < *times; ++i) entries.insert(entries.end(), items->begin(), items->end());
+      return entries;
+    }
+    if (node->kind() == c10::prim::If) {  // same length in every branch; differing entries unknown
+      std::optional<Shape> joined;
+      for (const Block* block : node->blocks()) {
+        auto branch = int_list_value(block->outputs()[list->offset()], depth + 1);
+        if (!branch || (joined && joined->size() != branch->size())) return std::nullopt;
+        if (!joined) {
+          joined = branch;
+        } else {
+          for (size_t i = 0; i < branch->size(); ++i) {
+            if ((*joined)[i] != (*branch)[i]) (*joined)[i] = -1;
+          }
+        }
+      }
+      return joined;
+    }
+    return std::nullopt;
+  }
+
+  std::optional<int64_t> int_value(const Value* value, int depth) {
+    if (auto constant = constant_int(value)) return constant;
+    const Node* node = value->node();
+    if (node->kind() == c10::aten::dim) return rank_of(node->input(0));
+    if ((node->kind() == c10::aten::sub || node->kind() == c10::aten::add) && node->inputs().size() == 2 &&
+        value->type()->kind() == c10::TypeKind::IntType) {
+      auto a = int_value(node->input(0), depth + 1);
+      auto b = int_value(node->input(1), depth + 1);
+      if (!a || !b) return std::nullopt;
+      return node->kind() == c10::aten::sub ? *a - *b : *a + *b;
+    }
+    return std::nullopt;
   }
 
   void visit_pooling(Node* node, int64_t dims) {
