@@ -4,12 +4,14 @@
 // after optimize_for_cpu_inference (frozen, BatchNorm folded, channels-last).
 //
 //   build/bin/mcompress_prune_bench [--models resnet50,mobilenet_v2] [--sparsity 0.5]
-//       [--threads 2,1] [--batches 1,16] [--resolution 224] [--round-to 1] [--prune-only] [--ignore-load]
+//       [--threads 2,1] [--batches 1,16] [--resolution 224] [--round-to 1] [--repeats 5] [--prune-only] [--ignore-load]
 //
 // Prints one Markdown table. Timings are only meaningful on an idle machine,
 // so it refuses to time when the 1-minute load average is 1.0 or more.
 #include <ATen/Parallel.h>
 #include <torch/script.h>
+
+#include <dlfcn.h>
 
 #include <algorithm>
 #include <chrono>
@@ -45,6 +47,7 @@ struct Options {
   int64_t round_to = 1;
   bool ignore_load = false;
   bool prune_only = false;  // skip the latency measurements
+  int repeats = 5;          // warm analyse+prune runs; the median is reported
   fs::path model_dir = fs::path(MCOMPRESS_BENCH_MODEL_DIR);
 };
 
@@ -72,6 +75,7 @@ Options parse(int argc, char** argv) {
     else if (arg == "--model-dir") o.model_dir = value();
     else if (arg == "--ignore-load") o.ignore_load = true;
     else if (arg == "--prune-only") o.prune_only = true;
+    else if (arg == "--repeats") o.repeats = std::max(1, std::stoi(value()));
     else throw std::runtime_error("unknown argument " + arg + " (see the comment at the top of bench/prune_bench.cpp)");
   }
   return o;
@@ -96,19 +100,46 @@ fs::path scripted(const Options& o, const std::string& name) {
   return file;
 }
 
-// Median seconds of one forward pass: at least 3 runs and about 2 s of them.
-double latency(const torch::jit::Module& model, const torch::Tensor& input) {
+// Median seconds of one forward pass of each model, the two timed in
+// alternation so drift (frequency, cache, the thread pool settling after a
+// thread-count change) hits both alike: 10 warm-up runs each, then at least
+// 5 and up to 40 pairs, about 3 s in all.
+std::pair<double, double> latencies(const torch::jit::Module& a, const torch::jit::Module& b, const torch::Tensor& input) {
   torch::NoGradGuard no_grad;
-  for (int i = 0; i < 3; ++i) mcompress::forward_tensor(model, input);  // profiling runs
-  std::vector<double> times;
-  const auto start = Clock::now();
-  while (times.size() < 3 || (times.size() < 25 && std::chrono::duration<double>(Clock::now() - start).count() < 2.0)) {
+  for (int i = 0; i < 10; ++i) {
+    mcompress::forward_tensor(a, input);
+    mcompress::forward_tensor(b, input);
+  }
+  auto time_one = [&](const torch::jit::Module& model) {
     const auto t = Clock::now();
     mcompress::forward_tensor(model, input);
-    times.push_back(std::chrono::duration<double>(Clock::now() - t).count());
+    return std::chrono::duration<double>(Clock::now() - t).count();
+  };
+  std::vector<double> times_a, times_b;
+  const auto start = Clock::now();
+  while (times_a.size() < 5 ||
+         (times_a.size() < 40 && std::chrono::duration<double>(Clock::now() - start).count() < 3.0)) {
+    times_a.push_back(time_one(a));
+    times_b.push_back(time_one(b));
   }
-  std::sort(times.begin(), times.end());
-  return times[times.size() / 2];
+  auto median = [](std::vector<double>& v) {
+    std::sort(v.begin(), v.end());
+    return v[v.size() / 2];
+  };
+  return {median(times_a), median(times_b)};
+}
+
+// Debian's OpenBLAS (pthread build) keeps its own worker threads spinning
+// after each matrix product; next to LibTorch's OpenMP threads they fight for
+// the same cores and make small convolutions erratic at 2 threads. Matrix
+// products in a CNN are small, so OpenBLAS runs on the calling thread.
+// Returns false when the BLAS is not OpenBLAS.
+bool run_openblas_on_the_calling_thread() {
+  using SetThreads = void (*)(int);
+  auto set_threads = reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"));
+  if (!set_threads) return false;
+  set_threads(1);
+  return true;
 }
 
 double seconds_since(Clock::time_point start) { return std::chrono::duration<double>(Clock::now() - start).count(); }
@@ -123,19 +154,21 @@ int main(int argc, char** argv) try {
                              " other work. Rerun when it is idle, or pass --ignore-load.\n", load);
     return 3;
   }
+  const bool single_threaded_blas = run_openblas_on_the_calling_thread();
   std::cout << fmt::format("Structured pruning, {:.0f}% of the channels of every prunable group (uniform, group L2"
-                           " magnitude, round_to {}), input {}x{}, load average {:.2f} at start\n\n",
-                           o.sparsity * 100, o.round_to, o.resolution, o.resolution, load);
+                           " magnitude, round_to {}), input {}x{}, {}, load average {:.2f} at start\n\n",
+                           o.sparsity * 100, o.round_to, o.resolution, o.resolution,
+                           single_threaded_blas ? "OpenBLAS on the calling thread" : "BLAS threads as configured",
+                           load);
   std::cout << "| model | analyse+prune (s), cold / warm | MACs before -> after | MAC ratio | threads | batch | plain: original -> pruned (ms) | plain speedup | % of MAC ratio | optimized: original -> pruned (ms) | optimized speedup | % of MAC ratio |\n";
   std::cout << "|---|---|---|---|---|---|---|---|---|---|---|---|\n";
   for (const auto& name : o.models) {
     at::set_num_threads(o.threads.front());
     const torch::jit::Module original = torch::jit::load(scripted(o, name).string());
     const torch::Tensor example = torch::randn({1, 3, o.resolution, o.resolution});
-    // What a pruning tool does for the user: understand the model, then shrink it.
     // What a pruning tool does for the user: understand the model, then
-    // shrink it. Timed twice: first in the process (cold: one-time library
-    // set-up included) and again on a fresh copy (warm).
+    // shrink it. Timed first in the process (cold: one-time library set-up
+    // included), then on fresh copies (warm: the median of --repeats runs).
     mcompress::PruneOptions options;
     options.sparsity = o.sparsity;
     options.round_to = o.round_to;
@@ -156,7 +189,10 @@ int main(int argc, char** argv) try {
     };
     torch::jit::Module pruned;
     const double cold_seconds = analyse_and_prune(pruned);
-    const double warm_seconds = analyse_and_prune(pruned);
+    std::vector<double> warm_runs;
+    for (int i = 0; i < o.repeats; ++i) warm_runs.push_back(analyse_and_prune(pruned));
+    std::sort(warm_runs.begin(), warm_runs.end());
+    const double warm_seconds = warm_runs[warm_runs.size() / 2];
     const std::string prune_time = fmt::format("{:.2f} / {:.2f}", cold_seconds, warm_seconds);
     const double macs_before = static_cast<double>(mcompress::count_macs(original, example));
     const double macs_after = static_cast<double>(mcompress::count_macs(pruned, example));
@@ -174,8 +210,8 @@ int main(int argc, char** argv) try {
         const torch::Tensor input = torch::randn({batch, 3, o.resolution, o.resolution});
         mcompress::EvalModeGuard eval_original(original);
         mcompress::EvalModeGuard eval_pruned(pruned);
-        const double plain_before = latency(original, input), plain_after = latency(pruned, input);
-        const double opt_before = latency(original_optimized, input), opt_after = latency(pruned_optimized, input);
+        const auto [plain_before, plain_after] = latencies(original, pruned, input);
+        const auto [opt_before, opt_after] = latencies(original_optimized, pruned_optimized, input);
         const double plain_speedup = plain_before / plain_after, opt_speedup = opt_before / opt_after;
         std::cout << fmt::format(
             "| {} | {} | {:.2f}G -> {:.2f}G | {:.2f}x | {} | {} | {:.1f} -> {:.1f} | {:.2f}x | {:.0f}% | {:.1f} -> {:.1f} | {:.2f}x | {:.0f}% |\n",

@@ -1,5 +1,6 @@
 #include "mcompress/sdk/dependency_graph.h"
 
+#include <ATen/Parallel.h>
 #include <torch/script.h>
 
 #include <algorithm>
@@ -341,7 +342,17 @@ std::unordered_map<const Value*, Shape> run_for_shapes(const torch::jit::Module&
   {
     EvalModeGuard eval_mode(model);
     torch::NoGradGuard no_grad;
-    values = run_with_taps(model, graph, taps, {input});
+    // The shape runs are small (32x32, 96x96): waking a second thread for
+    // each op costs more than the op, tripling the analysis time.
+    const int threads = at::get_num_threads();
+    at::set_num_threads(1);
+    try {
+      values = run_with_taps(model, graph, taps, {input});
+    } catch (...) {
+      at::set_num_threads(threads);
+      throw;
+    }
+    at::set_num_threads(threads);
   }
   std::unordered_map<const Value*, Shape> shapes;
   for (size_t i = 0; i < taps.size(); ++i) {
