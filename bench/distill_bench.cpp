@@ -35,6 +35,7 @@
 #include "mcompress/sdk/distillation.h"
 #include "mcompress/sdk/error.h"
 #include "mcompress/sdk/evaluate.h"
+#include "mcompress/sdk/fidelity.h"
 #include "mcompress/sdk/language_model.h"
 #include "mcompress/sdk/model_stats.h"
 #include "mcompress/sdk/module_copy.h"
@@ -249,7 +250,7 @@ nlohmann::json bench_shakespeare(const Options& o, PassRunner& runner) {
                train, validation, params);
     const double seconds = seconds_since(started);
     const auto scores = evaluate_language_model(student, test, 256, quiet);
-    const double agreement = evaluate_agreement(student, teacher, test, 256);
+    const double agreement = evaluate_fidelity(student, teacher, test, 256, quiet).top1_agreement;
     rows.push_back({"student char_lm w64 x4 layers: " + method.label, human(double(count_parameters(student))),
                     std::to_string(steps), fmt::format("{:.3f}", scores.bits_per_token),
                     fmt::format("{:.2f}", scores.perplexity), fmt::format("{:.1f}", agreement * 100),

@@ -21,10 +21,7 @@ mcompress::PassInfo make_info() {
   info.params.push_back(mcompress::ParamSpec::Choice(
       "statistic", "mean_abs", {"mean_abs", "apoz"},
       "mean_abs: mean |activation|; apoz: fewest zero activations (average percentage of zeros) kept"));
-  info.params.push_back(mcompress::ParamSpec::Int("calibration_batches", 8, 1, 100000,
-                                                  "calibration batches the statistics are collected over"));
-  info.params.push_back(mcompress::ParamSpec::Int("calibration_batch_size", 32, 1, 65536,
-                                                  "samples per calibration batch"));
+  for (auto& spec : mcompress::calibration_param_specs("the statistics are collected")) info.params.push_back(spec);
   return info;
 }
 
@@ -36,15 +33,9 @@ class ActivationPrune final : public mcompress::Pass {
   }
 
   mcompress::PassResult run(mcompress::PassContext& context) const override {
-    if (!context.calibration) {
-      throw mcompress::Error("activation_prune needs calibration data (add a data: section)");
-    }
+    const auto calibration = mcompress::calibration_options_from(context, "activation_prune");
     const bool apoz = context.params->get_string("statistic") == "apoz";
     const auto statistic = apoz ? mcompress::ActivationStatistic::NonZero : mcompress::ActivationStatistic::MeanAbsolute;
-    mcompress::CalibrationOptions calibration;
-    calibration.batches = context.params->get_int("calibration_batches");
-    calibration.batch_size = context.params->get_int("calibration_batch_size");
-    calibration.seed = context.seed;
     const mcompress::Dataset& data = *context.calibration;
     auto result = mcompress::run_structured_pruning(
         context, [&](const torch::jit::Module& model, const mcompress::DependencyGraph& graph) {

@@ -18,10 +18,7 @@ mcompress::PassInfo make_info() {
   info.kind = mcompress::PassKind::Prune;
   info.needs.calibration_data = true;
   info.params = mcompress::pruning_param_specs();
-  info.params.push_back(mcompress::ParamSpec::Int("calibration_batches", 8, 1, 100000,
-                                                  "calibration batches the gradients are accumulated over"));
-  info.params.push_back(mcompress::ParamSpec::Int("calibration_batch_size", 32, 1, 65536,
-                                                  "samples per calibration batch"));
+  for (auto& spec : mcompress::calibration_param_specs("the gradients are accumulated")) info.params.push_back(spec);
   return info;
 }
 
@@ -33,11 +30,7 @@ class GradientPrune final : public mcompress::Pass {
   }
 
   mcompress::PassResult run(mcompress::PassContext& context) const override {
-    if (!context.calibration) throw mcompress::Error("gradient_prune needs calibration data (add a data: section)");
-    mcompress::CalibrationOptions calibration;
-    calibration.batches = context.params->get_int("calibration_batches");
-    calibration.batch_size = context.params->get_int("calibration_batch_size");
-    calibration.seed = context.seed;
+    const auto calibration = mcompress::calibration_options_from(context, "gradient_prune");
     const mcompress::Dataset& data = *context.calibration;
     auto result = mcompress::run_structured_pruning(
         context, [&](const torch::jit::Module& model, const mcompress::DependencyGraph& graph) {

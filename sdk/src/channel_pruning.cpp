@@ -11,6 +11,7 @@
 
 #include "mcompress/sdk/error.h"
 #include "mcompress/sdk/graph.h"
+#include "single_thread_scope.h"
 
 namespace mcompress {
 namespace {
@@ -286,6 +287,9 @@ std::vector<GroupPruneResult> prune_groups_impl(torch::jit::Module& model, const
                                                 const ChannelImportance& importance,
                                                 const torch::Tensor* example_input) {
   check_prune_options(options);
+  // Norms over weights and slicing them are memory-bound. Set once: changing
+  // the thread count also rebuilds LibTorch's thread pool.
+  SingleThreadScope one_thread;
   std::optional<MacEstimator> macs;
   if (options.target == SparsityTarget::Macs) {
     if (!example_input) throw Error("a MACs target needs an example input (use the overload that takes one)");

@@ -1,6 +1,5 @@
 #include "mcompress/sdk/dependency_graph.h"
 
-#include <ATen/Parallel.h>
 #include <torch/script.h>
 
 #include <algorithm>
@@ -16,6 +15,7 @@
 #include "mcompress/sdk/error.h"
 #include "mcompress/sdk/evaluate.h"
 #include "mcompress/sdk/graph.h"
+#include "single_thread_scope.h"
 
 namespace mcompress {
 
@@ -342,17 +342,7 @@ std::unordered_map<const Value*, Shape> run_for_shapes(const torch::jit::Module&
   {
     EvalModeGuard eval_mode(model);
     torch::NoGradGuard no_grad;
-    // The shape runs are small (32x32, 96x96): waking a second thread for
-    // each op costs more than the op, tripling the analysis time.
-    const int threads = at::get_num_threads();
-    at::set_num_threads(1);
-    try {
-      values = run_with_taps(model, graph, taps, {input});
-    } catch (...) {
-      at::set_num_threads(threads);
-      throw;
-    }
-    at::set_num_threads(threads);
+    values = run_with_taps(model, graph, taps, {input});
   }
   std::unordered_map<const Value*, Shape> shapes;
   for (size_t i = 0; i < taps.size(); ++i) {
@@ -1569,6 +1559,9 @@ void DependencyAnalyzer::add_norm_members(Node* node, const std::optional<Channe
 }  // namespace
 
 DependencyGraph analyze_dependencies(const torch::jit::Module& model, const torch::Tensor& example_input) {
+  // The model runs on tiny inputs, where waking a second thread per op costs
+  // more than the op.
+  SingleThreadScope one_thread;
   auto graph = inlined_forward_graph(model);
   // Int attributes stay reads: they may be channel counts that pruning updates.
   fold_flag_attributes(graph, model, /*include_ints=*/false, {"training"});

@@ -72,27 +72,4 @@ double evaluate_accuracy(const torch::jit::Module& model, const Dataset& data, i
   return accuracy;
 }
 
-double evaluate_agreement(const torch::jit::Module& student, const torch::jit::Module& teacher,
-                          const Dataset& data, int64_t batch_size) {
-  torch::NoGradGuard no_grad;
-  EvalModeGuard student_mode(student);
-  EvalModeGuard teacher_mode(teacher);
-  BatchIterator batches(data, batch_size, /*shuffle=*/false, /*seed=*/0);
-  int64_t agree = 0;
-  int64_t total = 0;
-  Batch batch;
-  while (batches.next(batch)) {
-    const auto s = forward_tensor(student, batch.inputs);
-    const auto t = forward_tensor(teacher, batch.inputs);
-    if (s.sizes() != t.sizes()) {
-      throw Error(fmt::format("agreement needs outputs of the same shape; student gives [{}], "
-                              "teacher [{}]",
-                              fmt::join(s.sizes(), ", "), fmt::join(t.sizes(), ", ")));
-    }
-    agree += s.argmax(-1).eq(t.argmax(-1)).sum().item<int64_t>();
-    total += s.argmax(-1).numel();
-  }
-  return total ? double(agree) / double(total) : 0.0;
-}
-
 }  // namespace mcompress

@@ -17,6 +17,20 @@
 
 namespace mcompress {
 
+std::vector<ParamSpec> calibration_param_specs(const std::string& collected) {
+  return {ParamSpec::Int("calibration_batches", 8, 1, 100000, fmt::format("calibration batches {} over", collected)),
+          ParamSpec::Int("calibration_batch_size", 32, 1, 65536, "samples per calibration batch")};
+}
+
+CalibrationOptions calibration_options_from(const PassContext& ctx, const std::string& pass) {
+  if (!ctx.calibration) throw Error(fmt::format("{} needs calibration data (add a data: section)", pass));
+  CalibrationOptions options;
+  options.batches = ctx.params->get_int("calibration_batches");
+  options.batch_size = ctx.params->get_int("calibration_batch_size");
+  options.seed = ctx.seed;
+  return options;
+}
+
 std::vector<ParamSpec> pruning_param_specs() {
   return {
       ParamSpec::Float("sparsity", 0.5, 0.0, 0.95,

@@ -88,7 +88,9 @@ struct GroupPruneResult {
 
 // Scores the channels of one group; called once per selected group (see
 // is_selected) on the unpruned model, before any group is pruned, and only
-// when some channel may be removed.
+// when some channel may be removed. It runs with one intra-op thread: compute
+// statistics that need the model's speed (activations, gradients) before
+// calling prune_groups, as the built-in criteria do.
 using ChannelImportance = std::function<at::Tensor(const ChannelGroup& group)>;
 
 // Prunes the groups of `graph` (computed on `model`) as `options` say

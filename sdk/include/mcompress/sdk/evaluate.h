@@ -19,12 +19,6 @@ namespace mcompress {
 MCOMPRESS_SDK_API double evaluate_accuracy(const torch::jit::Module& model, const Dataset& data,
                                            int64_t batch_size, Progress& progress);
 
-// Fraction of predictions (per sample, or per position for sequence models)
-// where the student's top-1 class equals the teacher's, on `data` in eval mode.
-MCOMPRESS_SDK_API double evaluate_agreement(const torch::jit::Module& student,
-                                            const torch::jit::Module& teacher,
-                                            const Dataset& data, int64_t batch_size);
-
 // Calls model.forward(inputs) and returns the output tensor; throws
 // mcompress::Error if the model returns something else.
 MCOMPRESS_SDK_API torch::Tensor forward_tensor(const torch::jit::Module& model,

@@ -20,6 +20,7 @@
 #include "mcompress/sdk/export.h"
 #include "mcompress/sdk/params.h"
 #include "mcompress/sdk/pass.h"
+#include "mcompress/sdk/pruning_criteria.h"
 
 namespace mcompress {
 
@@ -30,6 +31,14 @@ MCOMPRESS_SDK_API std::vector<ParamSpec> pruning_param_specs();
 // Reads what pruning_param_specs() declares; throws mcompress::Error naming a
 // malformed override.
 MCOMPRESS_SDK_API PruneOptions prune_options_from(const Params& params);
+
+// calibration_batches and calibration_batch_size, for criteria that run the
+// model on calibration data; `collected` says what is gathered ("the
+// gradients are accumulated").
+MCOMPRESS_SDK_API std::vector<ParamSpec> calibration_param_specs(const std::string& collected);
+// Reads them (and ctx.seed); throws mcompress::Error naming `pass` when the
+// recipe gave no calibration data.
+MCOMPRESS_SDK_API CalibrationOptions calibration_options_from(const PassContext& ctx, const std::string& pass);
 
 // Called once per pruning step with the model as it is then and its fresh
 // analysis; returns the scorer prune_groups calls per group. The model and
