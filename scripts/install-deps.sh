@@ -15,6 +15,8 @@ packages=(
   python3 python3-torch python3-torchvision
   # The comparison report (HTML + SVG) is checked in headless Chromium.
   chromium
+  # scripts/fuzz.sh: clang with libFuzzer and the sanitizer runtimes.
+  clang libclang-rt-14-dev
 )
 
 missing=()

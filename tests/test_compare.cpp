@@ -88,11 +88,15 @@ TEST(Compare, CrashingCandidateIsRecordedAndTheSweepGoesOnThenResumesWithoutRedo
   const auto first = compare(tmp.path(), "--jobs 2 --out " + out.string(), "MCOMPRESS_TEST_CRASH=1");
   ASSERT_EQ(first.exit_code, 0) << first.output;
   auto cmp = comparison_of(out);
+  // Candidates run with --isolate: the crash fails the candidate's stage, whose run reports it.
   EXPECT_EQ(statuses(cmp), (std::map<std::string, std::string>{
-                               {"crashes", "crashed"}, {"prune.sparsity=0.0", "completed"}, {"prune.sparsity=0.5", "completed"}}));
+                               {"crashes", "failed"}, {"prune.sparsity=0.0", "completed"}, {"prune.sparsity=0.5", "completed"}}));
   for (const auto& c : cmp.at("candidates")) {
     if (c.at("name") == "crashes") {
-      EXPECT_NE(c.at("error").get<std::string>().find("signal 9"), std::string::npos);
+      EXPECT_NE(c.at("error").get<std::string>().find("stage 'prune' (pass 'test_crash' from plugin 'test_passes' "
+                                                      "1.0.0) failed: the stage's process died of signal 9"),
+                std::string::npos)
+          << c.at("error");
     }
   }
   // Ranked: both completed meet the constraint; the pruned one is smaller, so it wins.
@@ -110,6 +114,28 @@ TEST(Compare, CrashingCandidateIsRecordedAndTheSweepGoesOnThenResumesWithoutRedo
   ASSERT_EQ(second.exit_code, 0) << second.output;
   EXPECT_EQ(read_text(out / "candidates" / "001_prune.sparsity_0.0" / "result.json"), kept);
   EXPECT_EQ(statuses(comparison_of(out)).at("crashes"), "completed");  // no crash without the variable
+}
+
+TEST(Compare, WithoutIsolationACrashTakesDownItsCandidateOnly) {
+  TempDir tmp("compare-no-isolate");
+  write_base(tmp.path());
+  write_text(tmp.path() / "sweep.yaml", sweep_text(""));
+  const auto out = tmp.path() / "out";
+  const auto r = compare(tmp.path(), "--jobs 2 --no-isolate --out " + out.string(), "MCOMPRESS_TEST_CRASH=1");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const auto cmp = comparison_of(out);
+  EXPECT_EQ(statuses(cmp), (std::map<std::string, std::string>{
+                               {"crashes", "crashed"}, {"prune.sparsity=0.0", "completed"}, {"prune.sparsity=0.5", "completed"}}));
+  for (const auto& c : cmp.at("candidates")) {
+    if (c.at("name") == "crashes") {
+      EXPECT_NE(c.at("error").get<std::string>().find("signal 9"), std::string::npos);
+    }
+  }
+  // Every result records the sweep host's memory when it was written.
+  EXPECT_GT(nlohmann::json::parse(read_text(out / "candidates" / "000_crashes" / "result.json"))
+                .at("host_rss_mb")
+                .get<double>(),
+            1.0);
 }
 
 TEST(Compare, ShardsAreDisjointAndReportMergesThem) {

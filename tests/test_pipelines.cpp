@@ -21,10 +21,11 @@ const std::map<std::string, std::string> kBudget = {
     {"fashion_mnist_compress.yaml",
      "--set data.train_limit=3000 --set data.eval_limit=500 --set data.validation_size=500 "
      "--set stages.train.params.epochs=1 --set probes.latency_runs=3 --set probes.latency_warmup=1"},
-    // A sweep: two of its candidates (shard 1 of 10: auto_prune + distillation
-    // and gradient pruning + distillation), each on the reduced base budget.
+    // A sweep: two of its candidates (shard 2 of 10: 8-bit quantization of the
+    // trained model and gradient pruning + fine-tuning), each on the reduced
+    // base budget.
     {"compare_fashion_mnist.yaml",
-     "--shard 1/10 --jobs 2 --set threads=1 --set data.train_limit=3000 --set data.eval_limit=500 "
+     "--shard 2/10 --jobs 2 --set threads=1 --set data.train_limit=3000 --set data.eval_limit=500 "
      "--set data.validation_size=500 --set stages.train.params.epochs=1 --set probes.latency_runs=3 "
      "--set probes.latency_warmup=1"},
     {"fashion_mnist_prune.yaml",
@@ -252,8 +253,8 @@ TEST(Pipelines, CompareFashionMnistRanksItsCandidates) {
     EXPECT_EQ(c.at("status"), "completed") << c.dump();
     names.insert(c.at("name").get<std::string>());
   }
-  EXPECT_EQ(names, (std::set<std::string>{"auto_prune 0.5 + kd",
-                                          "prune.pass=gradient_prune, prune.sparsity=0.5, recover.pass=kd_standard"}));
+  EXPECT_EQ(names, (std::set<std::string>{"unpruned + mlx_quant 8-bit",
+                                          "prune.pass=gradient_prune, prune.sparsity=0.5, recover.pass=finetune"}));
   EXPECT_FALSE(comparison.at("recommendation").get<std::string>().empty());
   EXPECT_TRUE(fs::exists(out / "comparison.html"));
 }

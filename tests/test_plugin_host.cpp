@@ -104,6 +104,89 @@ TEST(PluginHost, SearchPathUsesEnvironmentAndExtraDirsButNeverTheCurrentDirector
   EXPECT_EQ(dirs[3], "/tmp/c");
 }
 
+// A folder holding a copy of test_passes.so, both with owner-only write.
+fs::path private_plugin_folder(const TempDir& tmp) {
+  const fs::path folder = tmp.path() / "plugins";
+  fs::create_directories(folder);
+  fs::copy_file(kGood / "test_passes.so", folder / "test_passes.so");
+  const auto mode = fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec |
+                    fs::perms::others_read | fs::perms::others_exec;
+  fs::permissions(folder, mode);
+  fs::permissions(folder / "test_passes.so", mode);
+  return folder;
+}
+
+TEST(PluginHost, RefusesAPluginFolderOthersCanWrite) {
+  TempDir tmp("writable-folder");
+  const auto folder = private_plugin_folder(tmp);
+  fs::permissions(folder, fs::perms::others_write, fs::perm_options::add);
+  PluginHost host;
+  host.load_directories({folder});
+  EXPECT_EQ(host.find("test_damage"), nullptr);
+  const auto why = refusal_of(host, folder);
+  EXPECT_NE(why.find(folder.string()), std::string::npos) << why;
+  EXPECT_NE(why.find("writable by every user"), std::string::npos) << why;
+  EXPECT_NE(why.find("chmod go-w " + folder.string()), std::string::npos) << why;
+}
+
+TEST(PluginHost, RefusesAPluginFileOthersCanWrite) {
+  TempDir tmp("writable-file");
+  const auto folder = private_plugin_folder(tmp);
+  const auto library = folder / "test_passes.so";
+  fs::permissions(library, fs::perms::others_write, fs::perm_options::add);
+  PluginHost host;
+  host.load_directories({folder});
+  EXPECT_EQ(host.find("test_damage"), nullptr);
+  const auto why = refusal_of(host, library);
+  EXPECT_NE(why.find("writable by every user"), std::string::npos) << why;
+  EXPECT_NE(why.find("chmod go-w " + library.string()), std::string::npos) << why;
+
+  fs::permissions(library, fs::perms::owner_all | fs::perms::group_write, fs::perm_options::replace);
+  PluginHost group_host;
+  EXPECT_FALSE(group_host.load_file(library));
+  EXPECT_NE(refusal_of(group_host, library).find("writable by its group"), std::string::npos);
+}
+
+TEST(PluginHost, LoadsOnceThePermissionsAreFixedAndRecordsItsHash) {
+  TempDir tmp("fixed-permissions");
+  const auto folder = private_plugin_folder(tmp);
+  fs::permissions(folder, fs::perms::others_write, fs::perm_options::add);
+  fs::permissions(folder, fs::perms::others_write | fs::perms::group_write, fs::perm_options::remove);
+  PluginHost host;
+  host.load_directories({folder});
+  EXPECT_TRUE(host.refusals().empty());
+  ASSERT_NE(host.find("test_damage"), nullptr);
+  const auto sha256sum = mcompress::testing::run_command("sha256sum " + (folder / "test_passes.so").string());
+  EXPECT_EQ(host.plugin_of("test_damage")->sha256, sha256sum.output.substr(0, 64));
+}
+
+TEST(PluginHost, ListsEveryLibraryWithAbsolutePathAndHash) {
+  PluginHost host;
+  host.load_directories({kInTree});
+  const auto libraries = host.library_files();
+  bool saw_sdk = false, saw_plugin = false;
+  for (const auto& library : libraries) {
+    EXPECT_TRUE(fs::path(library.path).is_absolute()) << library.path;
+    EXPECT_EQ(library.sha256.size(), 64u) << library.path;
+    const auto expected = mcompress::testing::run_command("sha256sum " + library.path);
+    EXPECT_EQ(library.sha256, expected.output.substr(0, 64)) << library.path;
+    if (fs::path(library.path).filename().string().rfind("libmcompress_sdk", 0) == 0) saw_sdk = true;
+    if (library.role == "plugin" && fs::path(library.path).filename() == "finetune.so") saw_plugin = true;
+  }
+  EXPECT_TRUE(saw_sdk);
+  EXPECT_TRUE(saw_plugin);
+}
+
+TEST(PluginHost, CliListsLibraryHashes) {
+  const auto result = mcompress::testing::run_command(std::string(MCOMPRESS_CLI) + " plugins");
+  EXPECT_EQ(result.exit_code, 0) << result.output;
+  EXPECT_NE(result.output.find("libraries (SHA-256)"), std::string::npos) << result.output;
+  EXPECT_NE(result.output.find("libmcompress_sdk"), std::string::npos) << result.output;
+  const auto finetune = (kInTree / "finetune.so").string();
+  const auto sha256sum = mcompress::testing::run_command("sha256sum " + finetune);
+  EXPECT_NE(result.output.find(sha256sum.output.substr(0, 64)), std::string::npos) << result.output;
+}
+
 TEST(PluginHost, CliListsLoadedAndRefusedPlugins) {
   const auto result = mcompress::testing::run_command(
       std::string(MCOMPRESS_CLI) + " plugins --plugin-dir " + kBad.string());

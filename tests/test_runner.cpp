@@ -2,6 +2,7 @@
 // resume after a killed run, and what the records contain.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
@@ -136,6 +137,19 @@ TEST(Runner, RecordsHoldRecipeParametersPluginSeedMetricsAndTimings) {
   EXPECT_GT(record.at("outcome").at("metrics").at("accuracy").get<double>(), 0.5);
   EXPECT_GT(record.at("outcome").at("pass_seconds").get<double>(), 0.0);
   EXPECT_GT(record.at("stats").at("steps").get<int>(), 0);
+  // Every library whose code ran, by absolute path and SHA-256.
+  std::vector<std::string> libraries;
+  for (const auto& library : record.at("libraries")) {
+    const std::string path = library.at("path");
+    EXPECT_TRUE(fs::path(path).is_absolute()) << path;
+    EXPECT_EQ(library.at("sha256"), run_command("sha256sum " + path).output.substr(0, 64)) << path;
+    libraries.push_back(fs::path(path).filename().string());
+  }
+  for (const auto* expected : {"mcompress", "finetune.so", "test_passes.so"}) {
+    EXPECT_NE(std::find(libraries.begin(), libraries.end(), expected), libraries.end()) << expected;
+  }
+  EXPECT_TRUE(std::any_of(libraries.begin(), libraries.end(),
+                          [](const std::string& name) { return name.rfind("libmcompress_sdk", 0) == 0; }));
   EXPECT_TRUE(fs::exists(run.dir / "model.pt"));
   EXPECT_NE(read_text(run.dir / "report.md").find("| train | finetune | accepted |"), std::string::npos);
 }

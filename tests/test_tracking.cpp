@@ -567,7 +567,7 @@ grid:
 )");
   const fs::path mlruns = tmp.path() / "mlruns";
   auto r = run_command("MCOMPRESS_TEST_CRASH=1 " + cli() + " compare " + (tmp.path() / "sweep.yaml").string() +
-                       " --quiet --jobs 2" + kPlugins + " --out " + (tmp.path() / "out").string() + " --mlruns " +
+                       " --quiet --jobs 2 --no-isolate" + kPlugins + " --out " + (tmp.path() / "out").string() + " --mlruns " +
                        mlruns.string());
   ASSERT_EQ(r.exit_code, 0) << r.output;
 

@@ -1,5 +1,5 @@
 // mcompress: the command-line host.
-//   mcompress run RECIPE.yaml [--out DIR] [--set key=value ...] [--dry-run] [--quiet] [--json]
+//   mcompress run RECIPE.yaml [--out DIR] [--set key=value ...] [--dry-run] [--quiet] [--json] [--isolate]
 //   mcompress run --resume DIR
 //   mcompress runs list | show RUN | diff RUN_A RUN_B
 //   mcompress plugins | explain PASS | zoo | version
@@ -9,13 +9,17 @@
 #include <fmt/format.h>
 
 #include <chrono>
+#include <cstdio>
+#include <cstdlib>
 #include <ctime>
 #include <iostream>
 #include <map>
 #include <sstream>
 
 #include "mcompress/framework/auto_prune.h"
+#include "mcompress/framework/child_process.h"
 #include "mcompress/framework/compare.h"
+#include "mcompress/framework/input_error.h"
 #include "mcompress/framework/plugin_host.h"
 #include "mcompress/framework/recipe.h"
 #include "mcompress/framework/run_tracking.h"
@@ -118,6 +122,39 @@ void print_refusals(const mcompress::PluginHost& host, std::ostream& out) {
   for (const auto& r : host.refusals()) out << fmt::format("refused {}: {}\n", r.path, r.reason);
 }
 
+bool is_inside_or_same(const fs::path& path, const fs::path& place) {
+  std::error_code ec;
+  const auto a = fs::weakly_canonical(path, ec);
+  const auto b = fs::weakly_canonical(place, ec);
+  return a == b || a.parent_path() == b;
+}
+
+// A plugin path the user named with --plugin-dir is one they expect to be
+// used: if it is missing, or a library in it is refused, running without it
+// would silently run something else, so `run` and `compare` stop (exit 2)
+// and say which library was refused and why. Refusals elsewhere on the search
+// path only matter when a recipe needs a pass they would have provided.
+bool refuse_unusable_plugin_dirs(const mcompress::PluginHost& host, const CommonOptions& common) {
+  bool refused = false;
+  for (const auto& named : common.plugin_dirs) {
+    std::error_code ec;
+    if (!fs::exists(named, ec)) {
+      std::cerr << fmt::format("error: --plugin-dir {}: no such file or directory\n", named);
+      refused = true;
+      continue;
+    }
+    for (const auto& r : host.refusals()) {
+      if (!r.duplicate_pass && is_inside_or_same(r.path, named)) {
+        std::cerr << fmt::format("error: plugin {} (from --plugin-dir {}) was refused: {}\n", r.path, named,
+                                 r.reason);
+        refused = true;
+      }
+    }
+  }
+  if (refused) std::cerr << "nothing was run; fix or remove the refused plugins, or drop the --plugin-dir\n";
+  return refused;
+}
+
 std::string default_out_dir(const std::string& recipe_name) {
   const std::time_t now = std::time(nullptr);
   char stamp[32];
@@ -130,6 +167,7 @@ int command_run(const std::vector<std::string>& args) {
   std::string recipe_path, out_dir, resume_dir;
   std::vector<std::string> overrides;
   bool dry_run = false;
+  bool isolate = false;
   TrackingOptions tracking;
   po::options_description desc("mcompress run RECIPE.yaml [options]");
   desc.add_options()
@@ -137,7 +175,10 @@ int command_run(const std::vector<std::string>& args) {
       ("out,o", po::value(&out_dir), "run directory (default: runs/<name>-<time>)")
       ("set", po::value(&overrides)->composing(), "override a recipe value: key.path=value (repeatable)")
       ("dry-run", po::bool_switch(&dry_run), "validate and print the resolved plan; run nothing")
-      ("resume", po::value(&resume_dir), "continue the run in DIR from its last completed stage");
+      ("resume", po::value(&resume_dir), "continue the run in DIR from its last completed stage")
+      ("isolate", po::bool_switch(&isolate),
+       "run each stage's pass in a child process under the recipe's `isolation` limits: a pass that "
+       "crashes, leaks or hangs fails its stage instead of the run");
   add_tracking(desc, tracking);
   add_common(desc, common);
   po::positional_options_description positional;
@@ -165,6 +206,7 @@ int command_run(const std::vector<std::string>& args) {
     std::cerr << "error: two plugins provide the same pass; remove one from the plugin path\n";
     return kExitBadInput;
   }
+  if (refuse_unusable_plugin_dirs(*plugins, common)) return kExitBadInput;
   mcompress::Recipe recipe;
   try {
     recipe = mcompress::load_recipe(recipe_path, overrides, *plugins);
@@ -187,6 +229,7 @@ int command_run(const std::vector<std::string>& args) {
   options.out_dir = out_dir.empty() ? default_out_dir(recipe.name) : out_dir;
   options.overrides = overrides;
   options.resume = !resume_dir.empty();
+  if (isolate) options.isolation = mcompress::IsolationOptions{mcompress::this_executable(), common.plugin_dirs, !common.quiet};
   mcompress::TerminalLogger logger(common.quiet);
   mcompress::TerminalProgress progress(common.quiet);
   logger.info(fmt::format("run directory: {}", options.out_dir.string()));
@@ -232,13 +275,6 @@ int command_run(const std::vector<std::string>& args) {
   return kExitFailed;
 }
 
-std::string this_executable() {
-  std::error_code ec;
-  auto exe = fs::read_symlink("/proc/self/exe", ec);
-  if (ec) throw std::runtime_error("cannot find the mcompress executable (/proc/self/exe)");
-  return exe.string();
-}
-
 void parse_shard(const std::string& text, mcompress::CompareOptions& options) {
   int index = -1, count = 0;
   char slash = 0;
@@ -266,6 +302,7 @@ int command_compare(const std::vector<std::string>& args) {
   std::vector<std::string> extra_overrides;
   int jobs = 1;
   bool dry_run = false;
+  bool no_isolate = false;
   po::options_description desc("mcompress compare SWEEP.yaml [options]");
   desc.add_options()
       ("sweep", po::value(&sweep_path), "sweep file")
@@ -273,7 +310,10 @@ int command_compare(const std::vector<std::string>& args) {
       ("jobs,j", po::value(&jobs), "candidates run in parallel (child processes)")
       ("shard", po::value(&shard), "run shard I of N (I/N, 0-based) of the candidates")
       ("set", po::value(&extra_overrides)->composing(), "override a base recipe value for every candidate (repeatable)")
-      ("dry-run", po::bool_switch(&dry_run), "validate every candidate and list them; run nothing");
+      ("dry-run", po::bool_switch(&dry_run), "validate every candidate and list them; run nothing")
+      ("no-isolate", po::bool_switch(&no_isolate),
+       "run each candidate's passes inside its `mcompress run` process (default: each stage in a child "
+       "process of its own, `run --isolate`)");
   TrackingOptions tracking;
   add_tracking(desc, tracking);
   add_common(desc, common);
@@ -290,10 +330,12 @@ int command_compare(const std::vector<std::string>& args) {
   parse_shard(shard, options);
   options.jobs = jobs;
   options.plugin_dirs = common.plugin_dirs;
-  options.executable = this_executable();
+  options.executable = mcompress::this_executable();
+  options.isolate = !no_isolate;
   if (!tracking.disabled) options.tracking_root = mcompress::tracking_root(tracking.mlruns);
 
   auto plugins = load_plugins(common);
+  if (refuse_unusable_plugin_dirs(*plugins, common)) return kExitBadInput;
   mcompress::Sweep sweep;
   try {
     sweep = mcompress::load_sweep(sweep_path);
@@ -408,7 +450,11 @@ int command_plugins(const std::vector<std::string>& args) {
       out["plugins"].push_back({{"path", p.path}, {"name", p.name}, {"version", p.version},
                                 {"sdk", fmt::format("{}.{}", p.sdk_major, p.sdk_minor)},
                                 {"torch", p.torch_version}, {"cxx_abi", p.cxx_abi},
-                                {"passes", p.passes}, {"probes", p.probes}});
+                                {"passes", p.passes}, {"probes", p.probes}, {"sha256", p.sha256}});
+    }
+    out["libraries"] = nlohmann::json::array();
+    for (const auto& library : host->library_files()) {
+      out["libraries"].push_back({{"role", library.role}, {"path", library.path}, {"sha256", library.sha256}});
     }
     for (const auto& r : host->refusals()) out["refused"].push_back({{"path", r.path}, {"reason", r.reason}});
     std::cout << out.dump(2) << "\n";
@@ -429,6 +475,11 @@ int command_plugins(const std::vector<std::string>& args) {
     for (const auto& name : p.probes) {
       std::cout << fmt::format("    - {:<18} [probe] {}\n", name, host->find_probe(name)->info().summary);
     }
+  }
+  std::cout << "\nlibraries (SHA-256):\n";
+  for (const auto& library : host->library_files()) {
+    std::cout << fmt::format("  {}  {:<10} {}\n", library.sha256.empty() ? std::string(64, '?') : library.sha256,
+                             library.role, library.path);
   }
   if (!host->refusals().empty()) {
     std::cout << "\nrefused:\n";
@@ -481,6 +532,28 @@ int command_explain(const std::vector<std::string>& args) {
   return kExitOk;
 }
 
+// `mcompress stage-exec DIR`: one stage of `mcompress run --isolate`, started
+// by the run's host process (never by users; not in the usage text).
+int command_stage_exec(const std::vector<std::string>& args) {
+  CommonOptions common;
+  std::string exchange_dir;
+  po::options_description desc("mcompress stage-exec DIR [--plugin-dir DIR ...]");
+  desc.add_options()("dir", po::value(&exchange_dir), "the stage's exchange folder");
+  add_common(desc, common);
+  po::positional_options_description positional;
+  positional.add("dir", 1);
+  parse(args, desc, positional);
+  if (exchange_dir.empty()) throw po::error("no exchange folder given");
+  auto plugins = load_plugins(common);
+  mcompress::TerminalLogger logger(false);  // into stage.log, which the host shows or keeps
+  mcompress::TerminalProgress progress(false);
+  mcompress::run_isolated_stage(exchange_dir, *plugins, logger, progress);
+  // The result is on disk: skip static destructors, which plugin code may
+  // not survive, and end at once.
+  std::fflush(nullptr);
+  std::_Exit(kExitOk);
+}
+
 int command_zoo() {
   for (const auto& m : mcompress::zoo_models()) {
     std::cout << fmt::format("{:<8} {} (options: {})\n", m.name, m.summary, fmt::join(m.options, ", "));
@@ -506,6 +579,7 @@ int main(int argc, char** argv) {
     if (command == "plugins") return command_plugins(args);
     if (command == "explain") return command_explain(args);
     if (command == "zoo") return command_zoo();
+    if (command == "stage-exec") return command_stage_exec(args);
     if (command == "version" || command == "--version") {
       std::cout << fmt::format("mcompress {} (plugin SDK {}.{}, LibTorch {}, {})\n", MCOMPRESS_VERSION,
                                MCOMPRESS_SDK_VERSION_MAJOR, MCOMPRESS_SDK_VERSION_MINOR, TORCH_VERSION,
@@ -513,6 +587,9 @@ int main(int argc, char** argv) {
       return kExitOk;
     }
     std::cerr << fmt::format("error: unknown command '{}'\n\n{}", command, kUsage);
+    return kExitBadInput;
+  } catch (const mcompress::InputError& e) {
+    std::cerr << "error: " << e.what() << "\nnothing was run\n";
     return kExitBadInput;
   } catch (const po::error& e) {
     std::cerr << fmt::format("error: {}\n(see mcompress {} --help)\n", e.what(), command);

@@ -7,6 +7,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <vector>
 
 #include "mcompress/sdk/error.h"
 
@@ -46,6 +47,21 @@ void write_via_temp_path(const std::filesystem::path& target,
   }
   // Make the rename itself durable.
   sync_file(target.parent_path().empty() ? "." : target.parent_path());
+}
+
+void remove_interrupted_writes(const std::filesystem::path& dir) {
+  std::error_code ec;
+  std::vector<std::filesystem::path> stale;
+  for (auto it = std::filesystem::recursive_directory_iterator(dir, ec);
+       !ec && it != std::filesystem::recursive_directory_iterator(); it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    const auto mark = name.rfind(".tmp-");
+    const bool temporary = name.size() > 1 && name[0] == '.' && mark != std::string::npos && mark > 0 &&
+                           mark + 5 < name.size() &&
+                           name.find_first_not_of("0123456789", mark + 5) == std::string::npos;
+    if (temporary && it->is_regular_file(ec)) stale.push_back(it->path());
+  }
+  for (const auto& path : stale) std::filesystem::remove(path, ec);
 }
 
 void write_file_atomically(const std::filesystem::path& target, const std::string& content) {

@@ -1,26 +1,20 @@
 // Running sweep candidates as child processes and collecting their results.
 #include "mcompress/framework/compare.h"
 
-#include <fcntl.h>
-#include <signal.h>
-#include <spawn.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <fmt/format.h>
 
 #include <chrono>
-#include <cstring>
 #include <fstream>
 #include <map>
 #include <sstream>
 #include <thread>
 
 #include "mcompress/framework/atomic_file.h"
+#include "mcompress/framework/child_process.h"
 #include "mcompress/framework/run_tracking.h"
 #include "mcompress/sdk/error.h"
-
-extern char** environ;
 
 namespace mcompress {
 namespace fs = std::filesystem;
@@ -87,7 +81,7 @@ void prepare_directory(const Sweep& sweep, const fs::path& out) {
 
 struct Running {
   Candidate candidate;
-  pid_t pid = 0;
+  ChildProcess process;
   std::chrono::steady_clock::time_point started;
 };
 
@@ -103,36 +97,12 @@ std::vector<std::string> child_arguments(const Sweep& sweep, const Candidate& c,
   }
   args.push_back("--quiet");
   args.push_back("--no-tracking");  // the parent logs the candidate, crashed or not
+  if (options.isolate) args.push_back("--isolate");
   for (const auto& d : options.plugin_dirs) args.insert(args.end(), {"--plugin-dir", d});
   return args;
 }
 
-pid_t spawn(const std::vector<std::string>& args, const fs::path& log_file) {
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
-  posix_spawn_file_actions_addopen(&actions, STDERR_FILENO, log_file.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-  std::vector<char*> argv;
-  for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-  argv.push_back(nullptr);
-  pid_t pid = 0;
-  const int rc = posix_spawn(&pid, args[0].c_str(), &actions, nullptr, argv.data(), environ);
-  posix_spawn_file_actions_destroy(&actions);
-  if (rc != 0) throw Error(fmt::format("cannot start {}: {}", args[0], std::strerror(rc)));
-  return pid;
-}
-
-std::string last_lines(const fs::path& file, size_t max_lines) {
-  std::ifstream in(file);
-  std::vector<std::string> lines;
-  for (std::string line; std::getline(in, line);) {
-    if (!line.empty()) lines.push_back(line);
-  }
-  if (lines.size() > max_lines) lines.erase(lines.begin(), lines.end() - max_lines);
-  return fmt::format("{}", fmt::join(lines, " | "));
-}
-
-CandidateResult finish(const Sweep& sweep, const Candidate& c, const fs::path& dir, int wait_status,
+CandidateResult finish(const Sweep& sweep, const Candidate& c, const fs::path& dir, const ChildExit& exit,
                        bool timed_out, double seconds) {
   CandidateResult result;
   const auto report_file = dir / "run" / "report.json";
@@ -149,11 +119,11 @@ CandidateResult finish(const Sweep& sweep, const Candidate& c, const fs::path& d
   if (timed_out) {
     result.status = "timeout";
     result.error = fmt::format("stopped after the sweep's time limit of {} s", sweep.time_limit_seconds);
-  } else if (WIFSIGNALED(wait_status)) {
+  } else if (exit.signaled()) {
     result.status = "crashed";
-    result.error = fmt::format("the candidate's process died of signal {} ({}); last output: {}", WTERMSIG(wait_status),
-                               strsignal(WTERMSIG(wait_status)), last_lines(dir / "output.log", 3));
-  } else if (WEXITSTATUS(wait_status) != 0 && result.error.empty()) {
+    result.error = fmt::format("the candidate's process {}; last output: {}", exit.describe(),
+                               last_lines(dir / "output.log", 3));
+  } else if (exit.exit_code() != 0 && result.error.empty()) {
     result.error = last_lines(dir / "output.log", 3);
   }
   return result;
@@ -216,7 +186,7 @@ SweepOutcome run_sweep(const Sweep& sweep, const CompareOptions& options, Logger
   log.info(fmt::format("sweep `{}`: {} candidates in this shard, {} already finished, {} to run with {} job(s)",
                        sweep.name, mine.size(), outcome.skipped, pending.size(), options.jobs));
 
-  std::map<pid_t, Running> running;
+  std::vector<Running> running;
   size_t next = 0;
   int done = 0;
   progress.start("candidates", static_cast<int64_t>(pending.size()));
@@ -225,39 +195,40 @@ SweepOutcome run_sweep(const Sweep& sweep, const CompareOptions& options, Logger
       const auto& c = pending[next++];
       const auto dir = options.out_dir / "candidates" / c.directory();
       fs::create_directories(dir);
-      const pid_t pid = spawn(child_arguments(sweep, c, dir / "run", options), dir / "output.log");
-      running[pid] = {c, pid, std::chrono::steady_clock::now()};
-      log.info(fmt::format("  started {} (pid {})", c.name, pid));
+      ChildSpec spec;
+      spec.args = child_arguments(sweep, c, dir / "run", options);
+      spec.stderr_file = dir / "output.log";
+      running.push_back({c, ChildProcess::start(spec), std::chrono::steady_clock::now()});
+      log.info(fmt::format("  started {} (pid {})", c.name, running.back().process.pid()));
     }
-    int status = 0;
-    pid_t pid = waitpid(-1, &status, WNOHANG);
+    // The first candidate that ended, or one over the time limit (killed).
+    std::optional<ChildExit> exit;
     bool timed_out = false;
-    if (pid == 0) {
-      // Nothing ended: enforce the time limit, then poll again shortly.
-      for (auto& [child, r] : running) {
-        const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - r.started).count();
-        if (sweep.time_limit_seconds > 0 && elapsed > sweep.time_limit_seconds) {
-          kill(child, SIGKILL);
-          waitpid(child, &status, 0);
-          pid = child;
-          timed_out = true;
-          break;
-        }
-      }
-      if (pid == 0) {
-        std::this_thread::sleep_for(std::chrono::milliseconds(100));
-        continue;
+    auto ended = running.begin();
+    for (; ended != running.end(); ++ended) {
+      if ((exit = ended->process.poll())) break;
+      const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - ended->started).count();
+      if (sweep.time_limit_seconds > 0 && elapsed > sweep.time_limit_seconds) {
+        exit = ended->process.kill_and_wait();
+        timed_out = true;
+        break;
       }
     }
-    if (pid < 0) throw Error(fmt::format("waiting for candidates failed: {}", std::strerror(errno)));
-    auto it = running.find(pid);
-    if (it == running.end()) continue;
-    const Running r = it->second;
-    running.erase(it);
+    if (!exit) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      continue;
+    }
+    const Running r = *ended;
+    running.erase(ended);
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - r.started).count();
     const auto dir = options.out_dir / "candidates" / r.candidate.directory();
-    const auto result = finish(sweep, r.candidate, dir, status, timed_out, seconds);
-    write_file_atomically(dir / "result.json", to_json(result).dump(2) + "\n");
+    const auto result = finish(sweep, r.candidate, dir, *exit, timed_out, seconds);
+    auto result_json = to_json(result);
+    // The sweep host's own memory as each candidate ends: flat over a long
+    // sweep, or it leaks per candidate (bench/load_sweep checks this).
+    result_json["host_rss_mb"] = resident_memory_mb(getpid());
+    result_json["host_peak_rss_mb"] = peak_resident_memory_mb(getpid());
+    write_file_atomically(dir / "result.json", result_json.dump(2) + "\n");
     track_candidate(sweep, r.candidate, result, dir, options, log);
     ++outcome.ran;
     progress.update(++done, fmt::format("{}: {}", r.candidate.name, result.status));

@@ -10,7 +10,9 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "mcompress/framework/file_trust.h"
 #include "mcompress/framework/probes.h"
+#include "mcompress/framework/sha256.h"
 #include "mcompress/sdk/error.h"
 #include "mcompress/sdk/pass.h"
 #include "mcompress/sdk/plugin_abi.h"
@@ -126,7 +128,16 @@ std::vector<std::filesystem::path> PluginHost::search_path(
 void PluginHost::load_directories(const std::vector<std::filesystem::path>& dirs) {
   for (const auto& dir : dirs) {
     std::error_code ec;
+    if (std::filesystem::is_regular_file(dir, ec)) {
+      load_file(dir);
+      continue;
+    }
     if (!std::filesystem::is_directory(dir, ec)) continue;
+    // Whoever can write the directory can put a library into it.
+    if (std::string why = writable_by_others_problem(dir); !why.empty()) {
+      refusals_.push_back({dir.string(), "plugin directory refused: " + why, false});
+      continue;
+    }
     std::vector<std::filesystem::path> libraries;
     for (const auto& entry : std::filesystem::directory_iterator(dir, ec)) {
       if (entry.path().extension() == ".so") libraries.push_back(entry.path());
@@ -142,16 +153,29 @@ bool PluginHost::load_file(const std::filesystem::path& library) {
     refusals_.push_back({path, why, duplicate});
     return false;
   };
+  std::error_code ec_equivalent;
   for (const auto& p : plugins_) {
-    if (std::filesystem::equivalent(p.path, library)) return true;  // same file seen twice
+    if (std::filesystem::equivalent(p.path, library, ec_equivalent)) return true;  // same file seen twice
+  }
+  if (std::string why = writable_by_others_problem(library); !why.empty()) return refuse(why);
+  // An absolute path, so dlopen never searches LD_LIBRARY_PATH or the system
+  // folders for a bare file name.
+  std::error_code ec_absolute;
+  const std::string load_path = std::filesystem::absolute(library, ec_absolute).lexically_normal().string();
+  // Hashed before loading: the record names the bytes that were mapped.
+  std::string sha256;
+  try {
+    sha256 = sha256_file_hex(load_path);
+  } catch (const std::exception& e) {
+    return refuse(e.what());
   }
 
   // dlopen first for the loader's own message (missing dependency, wrong ELF class...).
-  void* probe = dlopen(path.c_str(), RTLD_LAZY | RTLD_LOCAL);
+  void* probe = dlopen(load_path.c_str(), RTLD_LAZY | RTLD_LOCAL);
   if (!probe) return refuse(fmt::format("not a loadable shared library ({})", dlerror()));
   boost::dll::shared_library lib;
   boost::dll::fs::error_code ec;
-  lib.load(boost::dll::fs::path(path), boost::dll::load_mode::rtld_lazy, ec);
+  lib.load(boost::dll::fs::path(load_path), boost::dll::load_mode::rtld_lazy, ec);
   dlclose(probe);  // `lib` holds its own reference
   if (ec) return refuse(fmt::format("not a loadable shared library ({})", ec.message()));
   if (!lib.has(MCOMPRESS_PLUGIN_ENTRY_SYMBOL)) {
@@ -205,7 +229,8 @@ bool PluginHost::load_file(const std::filesystem::path& library) {
                       text_or(info->cxx_abi, ""),
                       text_or(info->compiler, ""),
                       {},
-                      {}};
+                      {},
+                      sha256};
   const size_t index = plugins_.size();
   for (auto& pass : staging.passes) {
     const std::string name = pass->info().name;
@@ -230,7 +255,7 @@ void PluginHost::add_builtin_pass(std::unique_ptr<Pass> pass) {
   auto builtin = std::find_if(plugins_.begin(), plugins_.end(), [](const PluginRecord& p) { return p.path == "<built-in>"; });
   if (builtin == plugins_.end()) {
     plugins_.push_back({"<built-in>", "mcompress", MCOMPRESS_VERSION_STRING, MCOMPRESS_SDK_VERSION_MAJOR,
-                        MCOMPRESS_SDK_VERSION_MINOR, TORCH_VERSION, MCOMPRESS_CXX_ABI_TAG, MCOMPRESS_COMPILER_ID, {}, {}});
+                        MCOMPRESS_SDK_VERSION_MINOR, TORCH_VERSION, MCOMPRESS_CXX_ABI_TAG, MCOMPRESS_COMPILER_ID, {}, {}, {}});
     builtin = plugins_.end() - 1;
   }
   builtin->passes.push_back(name);
@@ -272,6 +297,17 @@ const Probe* PluginHost::find_probe(const std::string& name) const {
 const PluginRecord* PluginHost::plugin_of_probe(const std::string& probe_name) const {
   auto it = probes_.find(probe_name);
   return it == probes_.end() ? nullptr : &plugins_[it->second.plugin_index];
+}
+
+std::vector<LibraryFile> PluginHost::library_files() const {
+  std::vector<LibraryFile> files = mcompress_core_libraries();
+  for (const auto& plugin : plugins_) {
+    if (plugin.sha256.empty()) continue;  // built-in passes live in the executable
+    std::error_code ec;
+    const auto absolute = std::filesystem::absolute(plugin.path, ec).lexically_normal();
+    files.push_back({"plugin", absolute.string(), plugin.sha256});
+  }
+  return files;
 }
 
 bool PluginHost::has_duplicate_passes() const {

@@ -6,7 +6,10 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <functional>
 #include <sstream>
+
+#include <torch/cuda.h>
 
 #include <fmt/format.h>
 
@@ -16,6 +19,7 @@
 #include "mcompress/sdk/fidelity.h"
 #include "mcompress/sdk/language_model.h"
 #include "mcompress/sdk/model_stats.h"
+#include "mcompress/sdk/module_copy.h"
 
 namespace mcompress {
 namespace {
@@ -49,20 +53,25 @@ double percentile(std::vector<double> times_ms, double fraction) {
 
 // Milliseconds per forward call over `spec.latency_runs` runs, after warm-up
 // runs that let the profiling executor specialise the graph.
+// `wait` blocks until the device has finished (GPU calls return early).
 std::vector<double> time_forward(const torch::jit::Module& model, const torch::Tensor& inputs,
-                                 const ProbeSpec& spec, Progress& progress) {
+                                 const ProbeSpec& spec, Progress& progress,
+                                 const std::string& label = "latency",
+                                 const std::function<void()>& wait = [] {}) {
   torch::NoGradGuard no_grad;
   EvalModeGuard eval_mode(model);
   const int64_t batch = inputs.size(0);
-  progress.start(fmt::format("latency batch {}", batch), spec.latency_warmup + spec.latency_runs);
+  progress.start(fmt::format("{} batch {}", label, batch), spec.latency_warmup + spec.latency_runs);
   for (int i = 0; i < spec.latency_warmup; ++i) {
     forward_tensor(model, inputs);
+    wait();
     progress.update(i + 1, "warm-up");
   }
   std::vector<double> times_ms;
   for (int i = 0; i < spec.latency_runs; ++i) {
     const auto start = std::chrono::steady_clock::now();
     forward_tensor(model, inputs);
+    wait();
     const auto stop = std::chrono::steady_clock::now();
     times_ms.push_back(std::chrono::duration<double, std::milli>(stop - start).count());
     progress.update(spec.latency_warmup + i + 1, fmt::format("{:.3f} ms", times_ms.back()));
@@ -82,6 +91,28 @@ void probe_latency(const torch::jit::Module& model, const Dataset* eval,
     metrics[fmt::format("latency_b{}_p95_ms", batch)] = percentile(times, 0.95);
     metrics[fmt::format("latency_b{}_p99_ms", batch)] = percentile(times, 0.99);
     metrics[fmt::format("throughput_b{}_per_s", batch)] = 1000.0 * batch / percentile(times, 0.5);
+  }
+}
+
+// The same latency probe on the first CUDA device, as the GPU baseline, when
+// this LibTorch has CUDA and a GPU is present (device_info() says which).
+// A model that cannot run there (a CPU-only custom operator) gets no GPU
+// numbers and the progress line says why.
+void probe_gpu_latency(const torch::jit::Module& model, const Dataset* eval, const torch::Tensor& example,
+                       const ProbeSpec& spec, Progress& progress, Metrics& metrics) {
+  if (spec.latency_runs <= 0 || !torch::cuda::is_available()) return;
+  try {
+    torch::jit::Module on_gpu = deep_copy(model);
+    on_gpu.to(torch::Device(torch::kCUDA, 0));
+    for (int64_t batch : spec.latency_batch_sizes) {
+      const auto inputs = latency_input(eval, example, batch).to(torch::Device(torch::kCUDA, 0));
+      const auto times = time_forward(on_gpu, inputs, spec, progress, "GPU latency", [] { torch::cuda::synchronize(); });
+      metrics[fmt::format("gpu_latency_b{}_median_ms", batch)] = percentile(times, 0.5);
+      metrics[fmt::format("gpu_latency_b{}_p95_ms", batch)] = percentile(times, 0.95);
+      metrics[fmt::format("gpu_throughput_b{}_per_s", batch)] = 1000.0 * batch / percentile(times, 0.5);
+    }
+  } catch (const c10::Error& error) {
+    progress.finish(fmt::format("no GPU baseline for this model: {}", error.what_without_backtrace()));
   }
 }
 
@@ -112,7 +143,10 @@ Metrics run_probes(const torch::jit::Module& model, const Dataset* eval,
     metrics["fidelity_top1_agreement"] = fidelity.top1_agreement;
     metrics["fidelity_mean_kl"] = fidelity.mean_kl;
   }
-  if (enabled(spec, "latency")) probe_latency(model, eval, example_input, spec, progress, metrics);
+  if (enabled(spec, "latency")) {
+    probe_latency(model, eval, example_input, spec, progress, metrics);
+    probe_gpu_latency(model, eval, example_input, spec, progress, metrics);
+  }
   if (enabled(spec, "memory")) {
     const int64_t batch = *std::max_element(spec.latency_batch_sizes.begin(), spec.latency_batch_sizes.end());
     for (const auto& [key, value] : measure_inference_memory(model, latency_input(eval, example_input, batch), 3)) {

@@ -3,6 +3,8 @@
 // recipe_validate.cpp.
 #include "mcompress/framework/recipe.h"
 #include "recipe_detail.h"
+#include "utf8_text.h"
+#include "yaml_tree_check.h"
 
 #include <yaml-cpp/yaml.h>
 
@@ -23,6 +25,8 @@ namespace fs = std::filesystem;
 using recipe_detail::NodeLocator;
 
 constexpr const char* kOverrideFile = "--set";
+// Far more than any recipe holds; more means an alias bomb or cycle.
+constexpr size_t kMaxRecipeNodes = 100000;
 
 // ---- Where nodes came from ---------------------------------------------------
 
@@ -126,6 +130,27 @@ std::vector<std::string> effective_stage_names(const YAML::Node& stages) {
   return recipe_detail::assign_stage_names(explicit_names, passes);
 }
 
+// An override value is one setting, never a large document: aliases can make
+// a few bytes of YAML stand for billions of nodes, which every later walk of
+// the tree would visit.
+constexpr size_t kMaxOverrideNodes = 10000;
+
+// Counts nodes as they would be visited (aliases expanded), stopping at `budget`.
+size_t count_nodes(const YAML::Node& node, size_t budget) {
+  size_t count = 1;
+  if (node.IsMap()) {
+    for (auto it = node.begin(); it != node.end() && count <= budget; ++it) {
+      count += count_nodes(it->first, budget - std::min(count, budget));
+      count += count_nodes(it->second, budget - std::min(count, budget));
+    }
+  } else if (node.IsSequence()) {
+    for (auto it = node.begin(); it != node.end() && count <= budget; ++it) {
+      count += count_nodes(*it, budget - std::min(count, budget));
+    }
+  }
+  return count;
+}
+
 class OverrideApplier {
  public:
   OverrideApplier(YAML::Node& root, RecipeLocator& locator, std::vector<Diagnostic>& problems)
@@ -152,6 +177,8 @@ class OverrideApplier {
 void OverrideApplier::apply(const std::string& text) {
   const std::string usage =
       "write KEY.PATH=VALUE, e.g. `stages.prune.params.sparsity=0.3` or `seed=7`";
+  if (utf8_text::first_invalid_byte(text) != std::string::npos)
+    return fail(text, "the override is not valid UTF-8; give keys and values as UTF-8 text");
   size_t equals = text.find('=');
   if (equals == std::string::npos || equals == 0) return fail(text, "malformed override; " + usage);
   std::vector<std::string> path = split(text.substr(0, equals), '.');
@@ -164,6 +191,12 @@ void OverrideApplier::apply(const std::string& text) {
     return fail(text,
                 fmt::format("the value is not valid YAML ({}); quote it if it is text", e.msg));
   }
+  if (count_nodes(value, kMaxOverrideNodes) > kMaxOverrideNodes) {
+    return fail(text, fmt::format("the value is too large (more than {} YAML nodes once its aliases are "
+                                  "expanded); give a plain value",
+                                  kMaxOverrideNodes));
+  }
+  if (auto problem = yaml_tree_check::first_problem(value, kMaxOverrideNodes)) return fail(text, problem->message);
   if (!root_.IsMap() && !root_.IsNull())
     return fail(text, "the recipe is not a mapping, so nothing in it can be set");
   YAML::Node current = root_;
@@ -262,6 +295,10 @@ nlohmann::json gate_to_json(const GateSpec& gate) {
   json["reference"] = gate.reference;
   json["on_fail"] = on_fail_name(gate.on_fail);
   return json;
+}
+
+nlohmann::json isolation_to_json(const IsolationSpec& isolation) {
+  return {{"time_limit_s", isolation.time_limit_s}, {"memory_limit_mb", isolation.memory_limit_mb}};
 }
 
 nlohmann::json optional_to_json(const std::optional<std::string>& value) {
@@ -376,11 +413,19 @@ RecipeError::RecipeError(std::vector<Diagnostic> diagnostics)
 Recipe load_recipe(const std::string& path, const std::vector<std::string>& overrides,
                    const PassCatalog& catalog) {
   const std::string source = absolute_path(path);
-  YAML::Node root = parse_yaml(read_recipe_text(source), source);
+  return parse_recipe(read_recipe_text(source), source, overrides, catalog);
+}
+
+Recipe parse_recipe(const std::string& text, const std::string& source_path,
+                    const std::vector<std::string>& overrides, const PassCatalog& catalog) {
+  const std::string source = absolute_path(source_path);
+  YAML::Node root = parse_yaml(text, source);
   RecipeLocator locator(source);
+  if (auto problem = yaml_tree_check::first_problem(root, kMaxRecipeNodes))
+    throw RecipeError({locator.diagnose(problem->at, problem->message)});
   std::vector<Diagnostic> problems;
   OverrideApplier applier(root, locator, problems);
-  for (const auto& text : overrides) applier.apply(text);
+  for (const auto& override_text : overrides) applier.apply(override_text);
   Recipe recipe = recipe_detail::check_recipe(root, source, locator, catalog, problems);
   if (!problems.empty()) throw RecipeError(std::move(problems));
   return recipe;
@@ -424,6 +469,7 @@ nlohmann::json to_json(const Recipe& recipe) {
     json["probes"]["edge"] = {{"threads", edge->threads}, {"cpus", edge->cpus}, {"memory_mb", edge->memory_mb}};
   }
   json["gate"] = gate_to_json(recipe.default_gate);
+  json["isolation"] = isolation_to_json(recipe.isolation);
   json["stages"] = nlohmann::json::array();
   for (const auto& stage : recipe.stages) {
     nlohmann::json params = nlohmann::json::object();
@@ -433,7 +479,8 @@ nlohmann::json to_json(const Recipe& recipe) {
                               {"params", params},
                               {"gate", gate_to_json(stage.gate)},
                               {"teacher", optional_to_json(stage.teacher)},
-                              {"student", student_to_json(stage.student)}});
+                              {"student", student_to_json(stage.student)},
+                              {"isolation", isolation_to_json(stage.isolation)}});
   }
   return json;
 }

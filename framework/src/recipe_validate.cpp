@@ -45,7 +45,8 @@ namespace {
 namespace fs = std::filesystem;
 
 const std::vector<std::string> kTopKeys{"mcompress", "name",    "seed",   "threads", "model",
-                                        "data",      "teacher", "probes", "gate",    "stages"};
+                                        "data",      "teacher", "probes", "gate",    "isolation",
+                                        "stages"};
 const std::vector<std::string> kModelKeys{"zoo", "options", "path", "input_shape", "num_classes"};
 const std::vector<std::string> kDataKeys{"dataset",          "path",           "train_limit",
                                          "eval_limit",       "calibration_size", "validation_size",
@@ -57,7 +58,9 @@ const std::vector<std::string> kProbeKeys{"enabled",         "latency_batch_size
                                           "edge"};
 const std::vector<std::string> kEdgeKeys{"threads", "cpus", "memory_mb"};
 const std::vector<std::string> kGateKeys{"max_accuracy_drop", "reference", "on_fail"};
-const std::vector<std::string> kStageKeys{"name", "pass", "params", "gate", "teacher", "student"};
+const std::vector<std::string> kStageKeys{"name", "pass", "params", "gate", "teacher", "student",
+                                          "isolation"};
+const std::vector<std::string> kIsolationKeys{"time_limit_s", "memory_limit_mb"};
 const std::vector<std::string> kStudentKeys{"zoo", "options", "path", "stage"};
 const std::vector<std::string> kProbeNames{"accuracy", "perplexity", "text_sample", "fidelity",
                                            "latency",  "memory",     "params",      "macs",
@@ -261,6 +264,8 @@ class Checker {
   void check_fashion_mnist_dir(const Field& at, const std::string& dir);
   void read_probes(const Fields& top, Recipe& recipe);
   GateDraft read_gate(const Field* field, const GateDraft& base, const std::string& section);
+  IsolationSpec read_isolation(const Field* section, const IsolationSpec& base,
+                               const std::string& path);
 
   // Stages and the references between them.
   void read_stages(const Fields& top, const YAML::Node& root, Recipe& recipe);
@@ -307,7 +312,8 @@ Fields Checker::read_fields(const YAML::Node& map, const std::vector<std::string
     return fields;
   }
   for (auto it = map.begin(); it != map.end(); ++it) {
-    const YAML::Node& key = it->first;
+    // A copy: `it->` hands out a temporary whose members die with the statement.
+    const YAML::Node key = it->first;
     if (!key.IsScalar()) {
       error(key, fmt::format("keys in {} must be plain names, got {}", section, describe(key)));
       continue;
@@ -726,6 +732,26 @@ GateDraft Checker::read_gate(const Field* section, const GateDraft& base, const 
   return gate;
 }
 
+// Fields a stage sets override the recipe's limits; the others are inherited.
+IsolationSpec Checker::read_isolation(const Field* section, const IsolationSpec& base,
+                                      const std::string& path) {
+  IsolationSpec isolation = base;
+  if (!section) return isolation;
+  Fields fields = read_fields(section->value, kIsolationKeys, fmt::format("`{}`", path));
+  read_into(fields, "time_limit_s", isolation.time_limit_s, [&](const Field& f) {
+    return read_float(f, fmt::format("`{}.time_limit_s` (seconds; 0 = no limit)", path), 0.0,
+                      std::nullopt);
+  });
+  read_into(fields, "memory_limit_mb", isolation.memory_limit_mb, [&](const Field& f) {
+    return read_float(f,
+                      fmt::format("`{}.memory_limit_mb` (MiB; 0 = three quarters of the "
+                                  "machine's memory)",
+                                  path),
+                      0.0, std::nullopt);
+  });
+  return isolation;
+}
+
 // An accuracy limit that cannot be measured would silently keep every stage.
 void Checker::check_gate_measurable(const Field& drop) {
   if (accuracy_measured_) return;
@@ -824,9 +850,14 @@ Params Checker::resolve_params(const StageDraft& draft, const std::string& stage
   for (const auto& spec : info.params) known.push_back(spec.name);
   const Field* section = find(draft.fields, "params");
   Fields given;
-  if (section)
+  if (section && !section->value.IsNull() && !section->value.IsMap()) {
+    error(section->value, fmt::format("`params` of stage `{}` (pass `{}`) must be a mapping of `name: value` "
+                                      "lines, got {}",
+                                      stage, info.name, describe(section->value)));
+  } else if (section) {
     given = read_fields(section->value, known,
                         fmt::format("stage `{}` (pass `{}`)", stage, info.name), "parameter");
+  }
   Params params;
   for (const auto& spec : info.params) {
     if (const Field* f = find(given, spec.name)) {
@@ -1027,6 +1058,8 @@ StageSpec Checker::resolve_stage(const StageDraft& draft, size_t index,
   StageSpec stage;
   stage.name = names[index];
   stage.gate = draft.gate.spec;
+  stage.isolation = read_isolation(find(draft.fields, "isolation"), recipe.isolation,
+                                   fmt::format("stages[{}].isolation", index));
   if (draft.info) {
     stage.pass = draft.info->name;
     stage.params = resolve_params(draft, stage.name);
@@ -1130,6 +1163,7 @@ Recipe Checker::run(const YAML::Node& root) {
   GateDraft default_gate = read_gate(find(top, "gate"), GateDraft{}, "gate");
   default_gate_ = &default_gate;
   recipe.default_gate = default_gate.spec;
+  recipe.isolation = read_isolation(find(top, "isolation"), IsolationSpec{}, "isolation");
   recipe_teacher_ = find(top, "teacher");
   read_stages(top, root, recipe);
   default_gate_ = nullptr;

@@ -1,5 +1,7 @@
 #include "mcompress/framework/runner.h"
 
+#include <unistd.h>
+
 #include <ATen/Parallel.h>
 #include <torch/script.h>
 
@@ -14,8 +16,10 @@
 
 #include "mcompress/framework/atomic_file.h"
 #include "mcompress/framework/fashion_mnist.h"
+#include "mcompress/framework/input_error.h"
 #include "mcompress/framework/probes.h"
 #include "mcompress/framework/resource_probes.h"
+#include "mcompress/framework/stage_isolation.h"
 #include "mcompress/framework/text_corpus.h"
 #include "mcompress/framework/zoo.h"
 #include "mcompress/sdk/error.h"
@@ -60,6 +64,15 @@ torch::jit::Module load_model(const std::string& path, const std::string& what) 
     throw Error(fmt::format("cannot load {} {} as TorchScript: {}", what, path,
                             e.what_without_backtrace()));
   }
+}
+
+// Which code produced a record: each library by absolute path and SHA-256.
+nlohmann::json libraries_json(const PluginHost& plugins) {
+  nlohmann::json list = nlohmann::json::array();
+  for (const auto& library : plugins.library_files()) {
+    list.push_back({{"role", library.role}, {"path", library.path}, {"sha256", library.sha256}});
+  }
+  return list;
 }
 
 struct RunData {
@@ -116,12 +129,80 @@ torch::jit::Module load_initial_model(const Recipe& recipe, const RunData& data)
   return load_model(recipe.model.path, "model");
 }
 
+// Data that cannot be read is the user's input problem, reported before the
+// run directory exists.
+RunData load_checked_data(const std::optional<DataSpec>& spec, Logger& log) {
+  try {
+    return load_data(spec, log);
+  } catch (const c10::Error& e) {
+    throw InputError(fmt::format("cannot load the data in {}: {}", spec->path, e.what_without_backtrace()));
+  } catch (const Error& e) {
+    throw InputError(e.what());
+  }
+}
+
 torch::Tensor example_input(const Recipe& recipe, const RunData& data) {
   if (data.eval && data.eval->size() > 0) return data.eval->inputs.slice(0, 0, 1).clone();
   std::vector<int64_t> shape{1};
   shape.insert(shape.end(), recipe.model.input_shape.begin(), recipe.model.input_shape.end());
   auto generator = at::make_generator<at::CPUGeneratorImpl>(recipe.seed);
   return torch::randn(shape, generator);
+}
+
+std::string shape_text(const torch::Tensor& t) {
+  return fmt::format("[{}]", fmt::join(t.sizes().vec(), ", "));
+}
+
+// The model the run starts from, loaded and fed one example before anything
+// is written: a file that is not TorchScript or a model that does not accept
+// the data's inputs is the user's input problem, not a failed run.
+torch::jit::Module checked_initial_model(const Recipe& recipe, const RunData& data,
+                                         const torch::Tensor& example) {
+  const std::string source = recipe.model.zoo.empty() ? fmt::format("model file {}", recipe.model.path)
+                                                      : fmt::format("zoo model `{}`", recipe.model.zoo);
+  torch::jit::Module model;
+  try {
+    model = load_initial_model(recipe, data);
+  } catch (const c10::Error& e) {
+    throw InputError(fmt::format("cannot build {}: {}", source, e.what_without_backtrace()));
+  } catch (const Error& e) {
+    throw InputError(e.what());
+  }
+  model.eval();
+  try {
+    torch::NoGradGuard no_grad;
+    model.forward({example});
+  } catch (const std::exception& e) {
+    const auto* c10 = dynamic_cast<const c10::Error*>(&e);
+    std::string why = c10 ? c10->what_without_backtrace() : e.what();
+    // The interpreter's traceback follows the first lines; the cause is enough here.
+    if (why.size() > 600) why = why.substr(0, 600) + " ...";
+    throw InputError(fmt::format("{} does not accept the data's inputs (a batch of shape {}): {}; "
+                                 "check that the model was exported for this data (`model.input_shape`, "
+                                 "`data`)",
+                                 source, shape_text(example), why));
+  }
+  return model;
+}
+
+// Everything a pass sees except its models; the same in the host and in an
+// isolated stage's process, so both run the pass alike.
+PassContext pass_context(const RunData& data, const torch::Tensor& example, const StageSpec& stage,
+                         uint64_t seed, const fs::path& stage_dir, Logger& log, Progress& progress) {
+  PassContext ctx;
+  ctx.example_input = example;
+  ctx.train = data.train;
+  ctx.validation = data.validation;
+  ctx.calibration = data.calibration;
+  ctx.eval = data.eval;
+  ctx.params = &stage.params;
+  ctx.seed = seed;
+  ctx.threads = at::get_num_threads();
+  ctx.log = &log;
+  ctx.progress = &progress;
+  ctx.artifact_dir = stage_dir / "artifacts";
+  ctx.stage_name = stage.name;
+  return ctx;
 }
 
 void set_threads(int threads) {
@@ -158,6 +239,8 @@ class Runner {
   bool run_stage(size_t index, const StageSpec& stage, RunResult& result);
   std::optional<torch::jit::Module> resolve_teacher(const StageSpec& stage) const;
   std::optional<torch::jit::Module> resolve_student(const StageSpec& stage, uint64_t seed) const;
+  PassResult run_pass_isolated(size_t index, const StageSpec& stage, PassContext& ctx,
+                               const fs::path& dir);
   void add_text_sample(const torch::jit::Module& model, nlohmann::json& record);
   const StageOutcome& gate_reference(const GateSpec& gate) const;
   void write_record(const fs::path& dir, const StageOutcome& outcome, const nlohmann::json& extra);
@@ -171,6 +254,7 @@ class Runner {
   Progress& progress_;
   RunData data_;
   torch::Tensor example_;
+  std::optional<torch::jit::Module> initial_model_;  // loaded and checked before the directory is made
   RunState state_;
 };
 
@@ -188,6 +272,7 @@ void Runner::prepare_directory() {
           "mix two experiments. Restore the recipe, or start a new run with another --out",
           recipe_.source_path, options_.out_dir.string()));
     }
+    remove_interrupted_writes(options_.out_dir);  // what a killed run was writing
     return;
   }
   if (fs::exists(run_file)) {
@@ -251,12 +336,13 @@ void Runner::write_record(const fs::path& dir, const StageOutcome& outcome,
   record["recipe"] = recipe_json();
   record["threads"] = at::get_num_threads();
   record["device"] = device_info();
+  record["libraries"] = libraries_json(plugins_);
   write_file_atomically(dir / "record.json", record.dump(2) + "\n");
 }
 
 void Runner::run_baseline() {
   if (restore_stage(0, "baseline")) return;
-  state_.original = load_initial_model(recipe_, data_);
+  state_.original = initial_model_ ? *initial_model_ : load_initial_model(recipe_, data_);
   state_.original.eval();
   state_.current = deep_copy(state_.original);
   StageOutcome outcome;
@@ -313,6 +399,39 @@ std::optional<torch::jit::Module> Runner::resolve_student(const StageSpec& stage
   return load_model(it->second.string(), "student (stage " + spec.stage + ")");
 }
 
+// --isolate: the pass runs in `mcompress stage-exec` on copies of the models
+// the host resolved; its result comes back through files (stage_isolation.h).
+PassResult Runner::run_pass_isolated(size_t index, const StageSpec& stage, PassContext& ctx,
+                                     const fs::path& dir) {
+  const StageExchange exchange(dir);
+  fs::remove_all(exchange.dir);  // what an interrupted earlier attempt left
+  fs::create_directories(exchange.dir);
+  struct RemoveWhenDone {
+    fs::path dir;
+    ~RemoveWhenDone() {
+      std::error_code ignored;
+      fs::remove_all(dir, ignored);
+    }
+  } remove_when_done{exchange.dir};
+  save_model(ctx.model, exchange.input_model());
+  if (ctx.teacher) save_model(*ctx.teacher, exchange.teacher_model());
+  const nlohmann::json request = {
+      {"host_pid", static_cast<int64_t>(getpid())},
+      {"recipe_path", recipe_.source_path},
+      {"overrides", options_.overrides},
+      {"recipe", recipe_json()},
+      {"stage", index},
+      {"seed", ctx.seed},
+      {"stage_dir", fs::absolute(dir).string()},
+      {"original_model", fs::absolute(state_.stage_models.at("baseline")).string()},
+      {"teacher", ctx.teacher.has_value()}};
+  write_file_atomically(exchange.request(), request.dump(2) + "\n");
+  const nlohmann::json result = run_stage_process(exchange, stage.isolation, *options_.isolation);
+  if (result.contains("error")) throw Error(result.at("error").get<std::string>());
+  ctx.model = load_model(exchange.output_model().string(), "the stage process's model");
+  return {result.value("summary", ""), result.value("stats", nlohmann::json::object())};
+}
+
 // What a language model writes from the start of the held-out text, so a
 // reader of the record sees what bits per character mean in practice.
 void Runner::add_text_sample(const torch::jit::Module& model, nlohmann::json& record) {
@@ -354,21 +473,9 @@ bool Runner::run_stage(size_t index, const StageSpec& stage, RunResult& result) 
   const uint64_t seed = recipe_.seed + index;
   torch::manual_seed(seed);
 
-  PassContext ctx;
+  PassContext ctx = pass_context(data_, example_, stage, seed, dir, log_, progress_);
   ctx.model = deep_copy(state_.current);
   ctx.original = state_.original;
-  ctx.example_input = example_;
-  ctx.train = data_.train;
-  ctx.validation = data_.validation;
-  ctx.calibration = data_.calibration;
-  ctx.eval = data_.eval;
-  ctx.params = &stage.params;
-  ctx.seed = seed;
-  ctx.threads = at::get_num_threads();
-  ctx.log = &log_;
-  ctx.progress = &progress_;
-  ctx.artifact_dir = dir / "artifacts";
-  ctx.stage_name = stage.name;
 
   StageOutcome outcome;
   outcome.index = static_cast<int>(index);
@@ -393,7 +500,7 @@ bool Runner::run_stage(size_t index, const StageSpec& stage, RunResult& result) 
       ctx.model = std::move(*student);
       extra["student"] = to_json(recipe_).at("stages").at(index - 1).at("student");
     }
-    pass_result = pass->run(ctx);
+    pass_result = options_.isolation ? run_pass_isolated(index, stage, ctx, dir) : pass->run(ctx);
     ctx.model.eval();
   } catch (const std::exception& e) {
     const char* what = e.what();
@@ -476,9 +583,15 @@ void Runner::write_report(RunResult& result) {
 
 RunResult Runner::run() {
   set_threads(recipe_.threads);
-  prepare_directory();
-  data_ = load_data(recipe_.data, log_);
+  // Inputs are checked before a new run directory is made, so a bad model or
+  // bad data leaves nothing behind.
+  if (options_.resume) prepare_directory();
+  data_ = load_checked_data(recipe_.data, log_);
   example_ = example_input(recipe_, data_);
+  if (!options_.resume) {
+    initial_model_ = checked_initial_model(recipe_, data_, example_);
+    prepare_directory();
+  }
   RunResult result;
   run_baseline();
   write_report(result);
@@ -501,6 +614,46 @@ RunResult run_recipe(const Recipe& recipe, const PluginHost& plugins, const RunO
                      Logger& log, Progress& progress) {
   Runner runner(recipe, plugins, options, log, progress);
   return runner.run();
+}
+
+void run_isolated_stage(const fs::path& exchange_dir, const PluginHost& plugins, Logger& log,
+                        Progress& progress) {
+  const nlohmann::json request = read_json(exchange_dir / "request.json");
+  const StageExchange exchange(request.at("stage_dir").get<std::string>());
+  const Recipe recipe = load_recipe(request.at("recipe_path").get<std::string>(),
+                                    request.at("overrides").get<std::vector<std::string>>(), plugins);
+  if (to_json(recipe) != request.at("recipe")) {
+    throw Error(fmt::format("the recipe {} changed while the run was going on; restore it",
+                            recipe.source_path));
+  }
+  const size_t index = request.at("stage").get<size_t>();
+  const StageSpec& stage = recipe.stages.at(index - 1);
+  const Pass* pass = plugins.find_pass(stage.pass);
+  if (!pass) throw Error(fmt::format("pass '{}' is not loaded", stage.pass));
+  set_threads(recipe.threads);
+  const RunData data = load_checked_data(recipe.data, log);
+  const uint64_t seed = request.at("seed").get<uint64_t>();
+  PassContext ctx = pass_context(data, example_input(recipe, data), stage, seed,
+                                 request.at("stage_dir").get<std::string>(), log, progress);
+  ctx.model = load_model(exchange.input_model().string(), "the stage's input model");
+  ctx.original = load_model(request.at("original_model").get<std::string>(), "the original model");
+  ctx.original.eval();
+  if (request.at("teacher").get<bool>()) {
+    ctx.teacher = load_model(exchange.teacher_model().string(), "the stage's teacher");
+    ctx.teacher->eval();
+  }
+  nlohmann::json result;
+  try {
+    torch::manual_seed(seed);
+    const PassResult pass_result = pass->run(ctx);
+    ctx.model.eval();
+    save_model(ctx.model, exchange.output_model());
+    result = {{"summary", pass_result.summary}, {"stats", pass_result.stats}};
+  } catch (const std::exception& e) {
+    const auto* c10 = dynamic_cast<const c10::Error*>(&e);
+    result = {{"error", c10 ? c10->what_without_backtrace() : e.what()}};
+  }
+  write_file_atomically(exchange.result(), result.dump(2) + "\n");
 }
 
 ResumeSource read_resume_source(const fs::path& run_dir) {

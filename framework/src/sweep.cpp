@@ -4,6 +4,7 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <regex>
@@ -11,6 +12,8 @@
 #include <sstream>
 
 #include <fmt/format.h>
+
+#include "yaml_tree_check.h"
 
 namespace mcompress {
 namespace {
@@ -34,11 +37,27 @@ const char* kMetricHelp =
     "accuracy, accuracy_drop, latency_b<N>_median_ms, latency_b<N>_p95_ms, size_mb, size_bytes, "
     "params or macs";
 
+// More candidates than anyone runs: a larger grid is a typo (or a bomb), and
+// is refused before its combinations are built in memory.
+constexpr size_t kMaxCandidates = 10000;
+// Far more than any sweep file holds; more means an alias bomb or cycle.
+constexpr size_t kMaxSweepNodes = 100000;
+
+// A number from the file; NaN and infinities are refused like text.
+std::optional<double> finite_number(const YAML::Node& node) {
+  try {
+    const double value = node.as<double>();
+    if (std::isfinite(value)) return value;
+  } catch (const YAML::Exception&) {
+  }
+  return std::nullopt;
+}
+
 class SweepReader {
  public:
   explicit SweepReader(std::string path) : path_(std::move(path)) {}
 
-  Sweep read();
+  Sweep read(const std::string& text);
 
  private:
   void problem(const YAML::Node& node, const std::string& message) {
@@ -143,17 +162,30 @@ void SweepReader::read_candidates(const YAML::Node& node, Sweep& sweep) {
 void SweepReader::read_grid(const YAML::Node& node, Sweep& sweep) {
   if (!node.IsMap()) return problem(node, "`grid` must map `key.path` to a list of values");
   std::vector<std::pair<std::string, std::vector<std::string>>> axes;
+  size_t combinations = 1;
   for (auto it = node.begin(); it != node.end(); ++it) {
-    const auto key = it->first.as<std::string>("");
+    const auto key = it->first.IsScalar() ? it->first.Scalar() : std::string();
+    if (key.empty()) {
+      problem(it->first, "a grid key must be a `key.path` of the recipe, e.g. `stages.prune.params.sparsity`");
+      continue;
+    }
     if (!it->second.IsSequence() || it->second.size() == 0) {
       problem(it->second, fmt::format("grid values of `{}` must be a non-empty list", key));
       continue;
     }
     std::vector<std::string> values;
-    for (const auto& v : it->second) values.push_back(v.IsScalar() ? v.Scalar() : flow_yaml(v));
+    // A copy: `it->` hands out a temporary whose members die with the statement.
+    const YAML::Node listed = it->second;
+    for (const auto& v : listed) values.push_back(v.IsScalar() ? v.Scalar() : flow_yaml(v));
+    combinations = combinations > kMaxCandidates ? combinations : combinations * values.size();
     axes.emplace_back(key, values);
   }
   if (axes.empty()) return;
+  if (combinations + sweep.candidates.size() > kMaxCandidates) {
+    return problem(node, fmt::format("the grid makes more than {} candidates ({} axes); split the sweep or "
+                                     "list fewer values",
+                                     kMaxCandidates, axes.size()));
+  }
   std::vector<size_t> position(axes.size(), 0);
   while (true) {
     Candidate c;
@@ -201,10 +233,10 @@ void SweepReader::read_objective(const YAML::Node& node, Objective& objective) {
                                        "among {}", key, kMetricHelp));
         continue;
       }
-      try {
-        bound.limit = it->second.as<double>();
-      } catch (const YAML::Exception&) {
-        problem(it->second, fmt::format("constraint `{}` needs a number", key));
+      if (auto limit = finite_number(it->second)) {
+        bound.limit = *limit;
+      } else {
+        problem(it->second, fmt::format("constraint `{}` needs a finite number", key));
         continue;
       }
       objective.constraints.push_back(bound);
@@ -224,29 +256,30 @@ void SweepReader::read_objective(const YAML::Node& node, Objective& objective) {
     objective.direction = Direction::Maximize;
     for (auto it = score.begin(); it != score.end(); ++it) {
       const auto name = metric(it->first, "`score`");
-      try {
-        objective.score_weights[name] = it->second.as<double>();
-      } catch (const YAML::Exception&) {
-        problem(it->second, fmt::format("the weight of `{}` must be a number", name));
+      if (auto weight = finite_number(it->second)) {
+        objective.score_weights[name] = *weight;
+      } else {
+        problem(it->second, fmt::format("the weight of `{}` must be a finite number", name));
       }
     }
   }
 }
 
-Sweep SweepReader::read() {
+Sweep SweepReader::read(const std::string& text) {
   Sweep sweep;
   sweep.source_path = fs::absolute(path_).lexically_normal().string();
-  std::ifstream in(path_);
-  if (!in) throw RecipeError({{path_, {}, "sweep file not found or not readable; check the path"}});
-  std::stringstream text;
-  text << in.rdbuf();
   YAML::Node root;
   try {
-    root = YAML::Load(text.str());
+    root = YAML::Load(text);
   } catch (const YAML::ParserException& e) {
     throw RecipeError({{path_, {e.mark.line + 1, e.mark.column + 1}, "YAML syntax error: " + e.msg}});
   }
   if (!root.IsMap()) throw RecipeError({{path_, {}, "a sweep file must be a YAML map"}});
+  // Names and values end up in JSON and HTML; grids multiply what aliases expand.
+  if (auto tree = yaml_tree_check::first_problem(root, kMaxSweepNodes)) {
+    problem(tree->at, tree->message);
+    throw RecipeError(problems_);
+  }
   check_keys(root, kTopKeys, "the sweep");
 
   const auto version = root["mcompress_sweep"];
@@ -267,11 +300,11 @@ Sweep SweepReader::read() {
   }
   sweep.overrides = overrides(root["set"], "`set`");
   if (root["time_limit"]) {
-    try {
-      sweep.time_limit_seconds = root["time_limit"].as<double>();
+    if (auto limit = finite_number(root["time_limit"])) {
+      sweep.time_limit_seconds = *limit;
       if (sweep.time_limit_seconds < 0) problem(root["time_limit"], "`time_limit` must be >= 0 seconds");
-    } catch (const YAML::Exception&) {
-      problem(root["time_limit"], "`time_limit` must be a number of seconds per candidate");
+    } else {
+      problem(root["time_limit"], "`time_limit` must be a finite number of seconds per candidate");
     }
   }
   if (root["candidates"]) read_candidates(root["candidates"], sweep);
@@ -296,7 +329,17 @@ std::string Candidate::directory() const {
   return fmt::format("{:03}_{}", index, slug);
 }
 
-Sweep load_sweep(const std::string& path) { return SweepReader(path).read(); }
+Sweep load_sweep(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw RecipeError({{path, {}, "sweep file not found or not readable; check the path"}});
+  std::stringstream text;
+  text << in.rdbuf();
+  return parse_sweep(text.str(), path);
+}
+
+Sweep parse_sweep(const std::string& text, const std::string& source_path) {
+  return SweepReader(source_path).read(text);
+}
 
 void validate_candidates(const Sweep& sweep, const PassCatalog& catalog) {
   std::vector<Diagnostic> problems;

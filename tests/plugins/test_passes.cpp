@@ -4,10 +4,18 @@
 //   test_crash   kills the process when MCOMPRESS_TEST_CRASH=1: resume tests
 //   test_needs_teacher  records the teacher's output sum: teacher plumbing
 //   test_probe   a probe added by a plugin
+// Misbehaving plugins for --isolate (each misbehaves only when its pass runs):
+//   test_segfault raises SIGSEGV, test_abort calls std::abort,
+//   test_leak allocates memory without bound, test_hang sleeps forever
 #include <signal.h>
 #include <unistd.h>
 
+#include <chrono>
+#include <csignal>
 #include <cstdlib>
+#include <cstring>
+#include <thread>
+#include <vector>
 
 #include "mcompress/sdk/error.h"
 #include "mcompress/sdk/plugin.h"
@@ -59,6 +67,50 @@ class CrashPass final : public SimplePass {
   }
 };
 
+class SegfaultPass final : public SimplePass {
+ public:
+  SegfaultPass() : SimplePass(describe("test_segfault", "raises SIGSEGV")) {}
+  mcompress::PassResult run(mcompress::PassContext&) const override {
+    std::raise(SIGSEGV);
+    return {"survived SIGSEGV", {}};
+  }
+};
+
+class AbortPass final : public SimplePass {
+ public:
+  AbortPass() : SimplePass(describe("test_abort", "calls std::abort")) {}
+  mcompress::PassResult run(mcompress::PassContext&) const override {
+    std::abort();
+  }
+};
+
+class LeakPass final : public SimplePass {
+ public:
+  LeakPass() : SimplePass(describe("test_leak", "allocates memory without bound")) {}
+  mcompress::PassResult run(mcompress::PassContext& ctx) const override {
+    ctx.log->info("leaking 64 MB blocks");
+    std::vector<char*> blocks;
+    constexpr size_t kBlock = 64u << 20;
+    for (;;) {
+      char* block = static_cast<char*>(std::malloc(kBlock));
+      if (!block) throw mcompress::Error("out of memory");
+      std::memset(block, 1, kBlock);  // resident, not just reserved
+      blocks.push_back(block);
+      // Paced, so a limit is noticed before the machine runs short.
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+  }
+};
+
+class HangPass final : public SimplePass {
+ public:
+  HangPass() : SimplePass(describe("test_hang", "sleeps forever")) {}
+  mcompress::PassResult run(mcompress::PassContext& ctx) const override {
+    ctx.log->info("sleeping forever");
+    for (;;) std::this_thread::sleep_for(std::chrono::hours(1));
+  }
+};
+
 class TeacherPass final : public SimplePass {
  public:
   TeacherPass() : SimplePass([] {
@@ -95,6 +147,10 @@ void register_passes(mcompress::PassRegistry& registry) {
   registry.add(std::make_unique<ExplodePass>());
   registry.add(std::make_unique<CrashPass>());
   registry.add(std::make_unique<TeacherPass>());
+  registry.add(std::make_unique<SegfaultPass>());
+  registry.add(std::make_unique<AbortPass>());
+  registry.add(std::make_unique<LeakPass>());
+  registry.add(std::make_unique<HangPass>());
 }
 
 }  // namespace

@@ -15,4 +15,8 @@ void write_file_atomically(const std::filesystem::path& target, const std::strin
 void write_via_temp_path(const std::filesystem::path& target,
                          const std::function<void(const std::filesystem::path&)>& write);
 
+// Removes the temporary files that writes interrupted by a crash left under
+// `dir` (recursively). Only for a directory no other process is writing to.
+void remove_interrupted_writes(const std::filesystem::path& dir);
+
 }  // namespace mcompress

@@ -8,6 +8,8 @@
 //   sweep.json                          the sweep as read (a rerun must match it)
 //   candidates/NNN_<name>/run/          the candidate's run directory (resumable)
 //   candidates/NNN_<name>/result.json   written when the candidate ends, whatever its status
+//                                       (with the sweep host's resident memory then and its peak so
+//                                       far: host_rss_mb, host_peak_rss_mb)
 //   candidates/NNN_<name>/output.log    the child's stderr
 //   comparison.{md,csv,json,html}       the ranking of every result found
 #include <filesystem>
@@ -27,6 +29,7 @@ struct CompareOptions {
   int shard_count = 1;
   std::vector<std::string> plugin_dirs;  // passed on to every candidate
   std::string executable;                // the mcompress binary to run candidates with
+  bool isolate = true;                   // candidates run each stage in a child process (--isolate)
   // MLflow file store in which each candidate is logged (by this process,
   // when it ends) as a run of the experiment named after the sweep; empty:
   // no tracking. Candidates themselves never log (--no-tracking).

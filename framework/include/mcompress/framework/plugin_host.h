@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "mcompress/framework/library_inventory.h"
 #include "mcompress/framework/recipe.h"
 
 namespace mcompress {
@@ -26,6 +27,7 @@ struct PluginRecord {
   std::string compiler;
   std::vector<std::string> passes;
   std::vector<std::string> probes;
+  std::string sha256;  // of the library file as it was loaded; empty for built-in passes
 };
 
 // A library that was not loaded, or a pass that clashed with one already loaded.
@@ -49,10 +51,13 @@ class PluginHost final : public PassCatalog {
   static std::vector<std::filesystem::path> search_path(
       const std::vector<std::filesystem::path>& extra_dirs);
 
-  // Loads every *.so in each directory (sorted by name); missing directories
-  // are skipped. Problems become refusals, never exceptions.
+  // Loads every *.so in each directory (sorted by name); a path that names a
+  // file loads that file; missing directories are skipped. A directory that
+  // others may write is refused as a whole. Problems become refusals, never
+  // exceptions.
   void load_directories(const std::vector<std::filesystem::path>& dirs);
   // Returns true if the library was loaded and all its passes registered.
+  // Refuses a file that others may write (see SECURITY.md).
   bool load_file(const std::filesystem::path& library);
 
   // Registers a pass the host itself provides (plugin "mcompress", path
@@ -72,6 +77,9 @@ class PluginHost final : public PassCatalog {
   const std::vector<PluginRecord>& plugins() const { return plugins_; }
   const std::vector<PluginRefusal>& refusals() const { return refusals_; }
   bool has_duplicate_passes() const;
+  // Every library whose code this process runs: the executable, the mcompress
+  // libraries, then each loaded plugin, with absolute path and SHA-256.
+  std::vector<LibraryFile> library_files() const;
 
  private:
   struct Entry {

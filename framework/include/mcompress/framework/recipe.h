@@ -79,6 +79,13 @@ struct ProbeSpec {
   std::optional<Edge> edge;
 };
 
+// Limits of a stage that runs in a process of its own (`mcompress run
+// --isolate`): over either, the stage's process is killed and the stage fails.
+struct IsolationSpec {
+  double time_limit_s = 21600;  // wall-clock seconds; 0: no limit
+  double memory_limit_mb = 0;   // resident memory (MiB); 0: three quarters of the machine's memory
+};
+
 // Names `probes.enabled` accepts without any plugin.
 const std::vector<std::string>& builtin_probe_names();
 bool is_builtin_probe(const std::string& name);
@@ -101,6 +108,7 @@ struct StageSpec {
   // or a file path
   std::optional<std::string> teacher;
   std::optional<StudentSpec> student;  // none: the stage works on the current model
+  IsolationSpec isolation;             // the recipe's limits with the stage's own on top
 };
 
 struct Recipe {
@@ -113,6 +121,7 @@ struct Recipe {
   std::optional<DataSpec> data;
   ProbeSpec probes;
   GateSpec default_gate;
+  IsolationSpec isolation;  // default limits of every isolated stage
   std::optional<std::string> teacher;
   std::vector<StageSpec> stages;
 };
@@ -139,6 +148,11 @@ class RecipeError : public std::runtime_error {
 // Reports every problem at once by throwing RecipeError.
 Recipe load_recipe(const std::string& path, const std::vector<std::string>& overrides,
                    const PassCatalog& catalog);
+// The same for recipe text already in memory; `source_path` is where it
+// claims to come from (diagnostics name it; relative paths in the recipe are
+// resolved against its directory).
+Recipe parse_recipe(const std::string& text, const std::string& source_path,
+                    const std::vector<std::string>& overrides, const PassCatalog& catalog);
 
 // The resolved recipe as JSON (for run records and --dry-run --json).
 nlohmann::json to_json(const Recipe& recipe);

@@ -53,6 +53,9 @@ struct Sweep {
 // (file:line:col). Candidate recipes are validated separately
 // (validate_candidates) because that needs the loaded passes.
 Sweep load_sweep(const std::string& path);
+// The same for sweep text already in memory; `source_path` is where it claims
+// to come from (diagnostics name it; `base` is resolved against its directory).
+Sweep parse_sweep(const std::string& text, const std::string& source_path);
 
 // Validates the base recipe with each candidate's overrides; all problems,
 // prefixed with the candidate's name, in one RecipeError.

@@ -1,5 +1,5 @@
 #pragma once
-// Writing the safetensors format (https://github.com/huggingface/safetensors):
+// Reading and writing the safetensors format (https://github.com/huggingface/safetensors):
 // an 8-byte little-endian header length, a JSON header mapping each tensor
 // name to {"dtype", "shape", "data_offsets": [begin, end]} (plus an optional
 // "__metadata__" object of strings), padded with spaces to a multiple of 8
@@ -7,8 +7,10 @@
 #include <torch/types.h>
 
 #include <filesystem>
+#include <iosfwd>
 #include <map>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "mcompress/sdk/export.h"
@@ -34,5 +36,27 @@ MCOMPRESS_SDK_API std::string safetensors_dtype(c10::ScalarType type);
 MCOMPRESS_SDK_API int64_t write_safetensors(const std::filesystem::path& path,
                                             const std::vector<SafetensorsEntry>& entries,
                                             const std::map<std::string, std::string>& metadata = {});
+// The same bytes to a stream (no temporary file); throws mcompress::Error
+// before writing anything when an entry cannot be written.
+MCOMPRESS_SDK_API int64_t write_safetensors(std::ostream& out, const std::vector<SafetensorsEntry>& entries,
+                                            const std::map<std::string, std::string>& metadata = {});
+
+// What a safetensors file holds: entries in the order of their data in the
+// file, each a CPU tensor that owns its memory, with the dtype name the file
+// gave (unsigned dtypes LibTorch 1.13 lacks, "U16", "U32", "U64", become
+// the signed dtype of the same size with the same bits).
+struct SafetensorsContents {
+  std::vector<SafetensorsEntry> entries;
+  std::map<std::string, std::string> metadata;
+};
+
+// Parses a whole safetensors file already in memory. Anything malformed
+// (header length or JSON, unknown dtype, shape and byte range that disagree,
+// overlapping or out-of-bounds data, bytes no tensor claims, BOOL bytes other
+// than 0 and 1) throws mcompress::Error saying what; memory is only
+// allocated for tensors the bytes really hold.
+MCOMPRESS_SDK_API SafetensorsContents parse_safetensors(std::string_view bytes);
+// Reads and parses the file at `path`; errors name it.
+MCOMPRESS_SDK_API SafetensorsContents read_safetensors(const std::filesystem::path& path);
 
 }  // namespace mcompress
