@@ -160,7 +160,7 @@ class OverrideApplier {
 
  private:
   void fail(const std::string& text, const std::string& message) {
-    problems_.push_back({kOverrideFile, {}, fmt::format("in `--set {}`: {}", text, message)});
+    problems_.push_back({kOverrideFile, {}, fmt::format("in `--set {}`: {}", utf8_text::printable(text), message)});
   }
   std::optional<size_t> sequence_index(const YAML::Node& sequence, const std::string& segment,
                                        const std::string& where, const std::string& text);

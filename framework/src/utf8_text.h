@@ -4,6 +4,8 @@
 // which cannot hold invalid UTF-8 (nlohmann::json refuses to write it).
 // Private to the framework.
 #include <cstdint>
+#include <cstdio>
+#include <string>
 #include <string_view>
 
 namespace mcompress::utf8_text {
@@ -41,6 +43,32 @@ inline size_t first_invalid_byte(std::string_view text) {
     i += length;
   }
   return std::string_view::npos;
+}
+
+// `text` as it can be quoted in a message: control bytes (NUL would end the
+// message early) and bytes that are not UTF-8 are written as \xNN.
+inline std::string printable(std::string_view text) {
+  std::string out;
+  while (!text.empty()) {
+    const size_t bad = first_invalid_byte(text);
+    const std::string_view valid = text.substr(0, bad);
+    for (const char c : valid) {
+      const auto byte = static_cast<uint8_t>(c);
+      if (byte < 0x20 || byte == 0x7f) {
+        char escaped[5];
+        std::snprintf(escaped, sizeof escaped, "\\x%02x", byte);
+        out += escaped;
+      } else {
+        out += c;
+      }
+    }
+    if (bad == std::string_view::npos) break;
+    char escaped[5];
+    std::snprintf(escaped, sizeof escaped, "\\x%02x", static_cast<uint8_t>(text[bad]));
+    out += escaped;
+    text.remove_prefix(bad + 1);
+  }
+  return out;
 }
 
 }  // namespace mcompress::utf8_text
