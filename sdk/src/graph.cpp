@@ -1,13 +1,15 @@
 #include "mcompress/sdk/graph.h"
 
+#include <ATen/Parallel.h>
 #include <torch/csrc/jit/api/function_impl.h>
 #include <torch/csrc/jit/ir/constants.h>
 #include <torch/csrc/jit/passes/constant_propagation.h>
 #include <torch/csrc/jit/passes/dead_code_elimination.h>
 #include <torch/csrc/jit/passes/inliner.h>
-#include <torch/csrc/jit/runtime/graph_executor.h>
+#include <torch/csrc/jit/runtime/interpreter.h>
 
 #include <algorithm>
+#include <future>
 
 #include <fmt/format.h>
 
@@ -15,11 +17,45 @@
 
 namespace mcompress {
 
+namespace {
+
+// Inlines every method and function call of `block`, and of the bodies it
+// inlines, from the callees' own graphs. torch::jit::Inline inlines each
+// callee's optimised graph instead, which it first builds by running the
+// pre-optimisation passes on every method of the model: most of the time of
+// a dependency analysis on a freshly loaded model. Constant propagation,
+// which the analysis needs, runs once on the whole graph afterwards.
+void inline_calls(torch::jit::Block* block) {
+  for (torch::jit::Node* node = block->nodes().front(); node != block->return_node();) {
+    torch::jit::GraphFunction* callee = nullptr;
+    if (node->kind() == c10::prim::CallMethod) {
+      if (auto type = node->input(0)->type()->cast<c10::ClassType>()) {
+        callee = torch::jit::tryToGraphFunction(type->getMethod(node->s(torch::jit::attr::name)));
+      }
+    } else if (node->kind() == c10::prim::CallFunction) {
+      callee = torch::jit::tryToGraphFunction(node);
+      if (callee) node->removeInput(0);  // the function constant; the arguments remain
+    }
+    if (!callee) {
+      for (torch::jit::Block* inner : node->blocks()) inline_calls(inner);
+      node = node->next();
+      continue;
+    }
+    // Continue at the first inlined node, so calls in the body are inlined too.
+    torch::jit::Node* before = node->prev();
+    torch::jit::inlineCallTo(node, callee, callee->graph().get());
+    node = before->next();
+  }
+}
+
+}  // namespace
+
 std::shared_ptr<torch::jit::Graph> inlined_forward_graph(const torch::jit::Module& module) {
   auto method = module.find_method("forward");
   if (!method) throw Error("the model has no forward method");
   auto graph = method->graph()->copy();
-  torch::jit::Inline(*graph);
+  inline_calls(graph->block());
+  torch::jit::ConstantPropagationImmutableTypes(graph);
   return graph;
 }
 
@@ -103,6 +139,12 @@ std::vector<c10::IValue> run_with_taps(const torch::jit::Module& module,
                                        const std::shared_ptr<torch::jit::Graph>& graph,
                                        const std::vector<torch::jit::Value*>& taps,
                                        const std::vector<c10::IValue>& inputs) {
+  return run_with_taps_on_each(module, graph, taps, {inputs}).front();
+}
+
+std::vector<std::vector<c10::IValue>> run_with_taps_on_each(
+    const torch::jit::Module& module, const std::shared_ptr<torch::jit::Graph>& graph,
+    const std::vector<torch::jit::Value*>& taps, const std::vector<std::vector<c10::IValue>>& input_sets) {
   // Return (original output, tap0, tap1, ...) as one tuple.
   std::vector<torch::jit::Value*> outputs{graph->outputs().at(0)};
   outputs.insert(outputs.end(), taps.begin(), taps.end());
@@ -117,16 +159,29 @@ std::vector<c10::IValue> run_with_taps(const torch::jit::Module& module,
     tuple->destroy();
   };
   try {
-    // A function run once or a few times: optimising the graph costs more
-    // than it saves (seconds for a ResNet-50).
-    torch::jit::GraphOptimizerEnabledGuard no_optimization(false);
-    torch::jit::GraphFunction function("mcompress_taps", graph, nullptr);
-    std::vector<c10::IValue> stack{module._ivalue()};
-    stack.insert(stack.end(), inputs.begin(), inputs.end());
-    auto result = function(stack).toTuple();
-    std::vector<c10::IValue> values(result->elements().begin() + 1, result->elements().end());
+    // Compiled straight into interpreter code: a graph executor would first
+    // copy the graph and run passes that a graph run once or twice does not
+    // repay. Runs share the code, each with its own interpreter state.
+    const torch::jit::Code code(graph, "mcompress_taps");
+    const bool grad_enabled = c10::GradMode::is_enabled();
+    auto run = [&](const std::vector<c10::IValue>& inputs) {
+      at::init_num_threads();  // a new thread starts with LibTorch's default intra-op threads
+      c10::AutoGradMode grad_mode(grad_enabled);
+      std::vector<c10::IValue> stack{module._ivalue()};
+      stack.insert(stack.end(), inputs.begin(), inputs.end());
+      torch::jit::InterpreterState(code).run(stack);
+      auto result = stack.back().toTuple();
+      return std::vector<c10::IValue>(result->elements().begin() + 1, result->elements().end());
+    };
+    std::vector<std::future<std::vector<c10::IValue>>> others;
+    for (size_t i = 0; i + 1 < input_sets.size(); ++i) {
+      others.push_back(std::async(std::launch::async, run, std::cref(input_sets[i])));
+    }
+    std::vector<std::vector<c10::IValue>> results(input_sets.size());
+    if (!input_sets.empty()) results.back() = run(input_sets.back());
+    for (size_t i = 0; i < others.size(); ++i) results[i] = others[i].get();
     restore();
-    return values;
+    return results;
   } catch (...) {
     restore();
     throw;
