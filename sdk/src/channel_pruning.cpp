@@ -111,35 +111,67 @@ void check_slicing(const torch::jit::Module& model, const Slicing& slicing) {
   }
 }
 
-void apply_slicing(torch::jit::Module& model, const Slicing& slicing) {
+// Above this size, an intermediate copy of a tensor sliced along two dims
+// costs more in fresh memory than slicing row by row does in calls.
+constexpr int64_t kLargeIntermediateBytes = int64_t{16} << 20;
+
+// `tensor` keeping, along each dim, the entries of that dim's index: a new
+// tensor. A weight that loses outputs and inputs (a classifier of hundreds of
+// megabytes) is copied once, not first into a half-sliced intermediate.
+torch::Tensor select_entries(const torch::Tensor& tensor, std::vector<std::pair<int64_t, torch::Tensor>> dims) {
+  // The dim that keeps the smallest fraction first: smaller intermediates.
+  std::sort(dims.begin(), dims.end(), [&](const auto& a, const auto& b) {
+    return a.second.numel() * tensor.size(b.first) < b.second.numel() * tensor.size(a.first);
+  });
+  const auto rows = std::find_if(dims.begin(), dims.end(), [](const auto& d) { return d.first == 0; });
+  const int64_t intermediate_bytes =
+      tensor.numel() / std::max<int64_t>(tensor.size(dims.front().first), 1) * dims.front().second.numel() *
+      static_cast<int64_t>(tensor.element_size());
+  if (dims.size() == 2 && rows != dims.end() && intermediate_bytes > kLargeIntermediateBytes) {
+    const auto& columns = rows == dims.begin() ? dims.back() : dims.front();
+    auto shape = tensor.sizes().vec();
+    shape[0] = rows->second.numel();
+    shape[columns.first] = columns.second.numel();
+    torch::Tensor result = torch::empty(shape, tensor.options());
+    const int64_t* row = rows->second.data_ptr<int64_t>();
+    for (int64_t i = 0; i < shape[0]; ++i) {
+      torch::Tensor out = result.select(0, i);
+      at::index_select_out(out, tensor.select(0, row[i]), columns.first - 1, columns.second);
+    }
+    return result;
+  }
+  torch::Tensor result = tensor;
+  for (const auto& [dim, index] : dims) result = result.index_select(dim, index);
+  return result.data_ptr() == tensor.data_ptr() ? result.clone() : result;
+}
+
+// Slices every dim of one tensor attribute that groups prune.
+void apply_tensor_slicings(torch::jit::Module& model, const std::vector<const Slicing*>& slicings) {
+  const auto& member = slicings.front()->member;
+  auto module = submodule_at(model, member.module_path);
+  const torch::Tensor old = module.attr(member.attribute).toTensor();
+  std::vector<std::pair<int64_t, torch::Tensor>> dims;
+  for (const Slicing* slicing : slicings) {
+    dims.emplace_back(slicing->member.dim, torch::tensor(surviving_entries(*slicing), torch::kLong).to(old.device()));
+  }
+  torch::Tensor sliced = select_entries(old.detach(), std::move(dims));
+  if (member.kind == MemberKind::Parameter) {
+    module.register_parameter(member.attribute, sliced.requires_grad_(old.requires_grad()), /*is_buffer=*/false);
+  } else {
+    module.register_buffer(member.attribute, sliced);
+  }
+}
+
+void apply_count_slicing(torch::jit::Module& model, const Slicing& slicing) {
   const auto& member = slicing.member;
   auto module = submodule_at(model, member.module_path);
-  const c10::IValue value = module.attr(member.attribute);
-  const std::vector<int64_t> entries = surviving_entries(slicing);
-  const auto new_count = static_cast<int64_t>(entries.size());
-  switch (member.kind) {
-    case MemberKind::Parameter:
-    case MemberKind::Buffer: {
-      const torch::Tensor old = value.toTensor();
-      const auto index = torch::tensor(entries, torch::kLong).to(old.device());
-      auto sliced = old.detach().index_select(member.dim, index);  // a new tensor
-      if (member.kind == MemberKind::Parameter) {
-        module.register_parameter(member.attribute, sliced.requires_grad_(old.requires_grad()),
-                                  /*is_buffer=*/false);
-      } else {
-        module.register_buffer(member.attribute, sliced);
-      }
-      break;
-    }
-    case MemberKind::IntAttribute:
-      module.setattr(member.attribute, new_count);
-      break;
-    case MemberKind::IntListAttribute: {
-      auto list = value.toIntVector();
-      list[member.dim] = new_count;
-      module.setattr(member.attribute, c10::List<int64_t>(list));
-      break;
-    }
+  const auto new_count = static_cast<int64_t>(surviving_entries(slicing).size());
+  if (member.kind == MemberKind::IntAttribute) {
+    module.setattr(member.attribute, new_count);
+  } else {
+    auto list = module.attr(member.attribute).toIntVector();
+    list[member.dim] = new_count;
+    module.setattr(member.attribute, c10::List<int64_t>(list));
   }
 }
 
@@ -170,7 +202,15 @@ void apply_selections(torch::jit::Module& model, const std::vector<GroupSelectio
   // All checks first: on error the model is untouched.
   for (const auto& [key, slicing] : slicings) check_slicing(model, slicing);
   torch::NoGradGuard no_grad;
-  for (const auto& [key, slicing] : slicings) apply_slicing(model, slicing);
+  std::map<std::pair<std::string, std::string>, std::vector<const Slicing*>> by_tensor;
+  for (const auto& [key, slicing] : slicings) {
+    if (slicing.member.is_tensor()) {
+      by_tensor[{slicing.member.module_path, slicing.member.attribute}].push_back(&slicing);
+    } else {
+      apply_count_slicing(model, slicing);
+    }
+  }
+  for (const auto& [name, tensor_slicings] : by_tensor) apply_tensor_slicings(model, tensor_slicings);
 }
 
 void prune_channels(torch::jit::Module& model, const ChannelGroup& group,
