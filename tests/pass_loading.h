@@ -27,8 +27,10 @@ class CollectingRegistry : public PassRegistry {
 
 // The only pass of plugin `name` (MCOMPRESS_PLUGIN_DIR/name.so).
 inline const Pass& plugin_pass(const std::string& name) {
-  static std::map<std::string, CollectingRegistry*> registries;
-  auto& registry = registries[name];
+  // Never destroyed, like the plugin libraries: the passes stay reachable to
+  // the end of the process (LeakSanitizer checks after static destructors).
+  static auto* registries = new std::map<std::string, CollectingRegistry*>;
+  auto& registry = (*registries)[name];
   if (!registry) {
     const std::filesystem::path file = std::filesystem::path(MCOMPRESS_PLUGIN_DIR) / (name + ".so");
     void* library = dlopen(file.c_str(), RTLD_NOW | RTLD_LOCAL);
