@@ -133,7 +133,8 @@ torch::Tensor select_entries(const torch::Tensor& tensor, std::vector<std::pair<
     shape[0] = rows->second.numel();
     shape[columns.first] = columns.second.numel();
     torch::Tensor result = torch::empty(shape, tensor.options());
-    const int64_t* row = rows->second.data_ptr<int64_t>();
+    const torch::Tensor row_indices = rows->second.to(torch::kCPU).contiguous();
+    const int64_t* row = row_indices.data_ptr<int64_t>();
     for (int64_t i = 0; i < shape[0]; ++i) {
       torch::Tensor out = result.select(0, i);
       at::index_select_out(out, tensor.select(0, row[i]), columns.first - 1, columns.second);

@@ -165,7 +165,6 @@ std::vector<std::vector<c10::IValue>> run_with_taps_on_each(
     const torch::jit::Code code(graph, "mcompress_taps");
     const bool grad_enabled = c10::GradMode::is_enabled();
     auto run = [&](const std::vector<c10::IValue>& inputs) {
-      at::init_num_threads();  // a new thread starts with LibTorch's default intra-op threads
       c10::AutoGradMode grad_mode(grad_enabled);
       std::vector<c10::IValue> stack{module._ivalue()};
       stack.insert(stack.end(), inputs.begin(), inputs.end());
@@ -175,7 +174,10 @@ std::vector<std::vector<c10::IValue>> run_with_taps_on_each(
     };
     std::vector<std::future<std::vector<c10::IValue>>> others;
     for (size_t i = 0; i + 1 < input_sets.size(); ++i) {
-      others.push_back(std::async(std::launch::async, run, std::cref(input_sets[i])));
+      others.push_back(std::async(std::launch::async, [&run, &inputs = input_sets[i]] {
+        at::init_num_threads();  // a new thread starts with LibTorch's default intra-op threads
+        return run(inputs);
+      }));
     }
     std::vector<std::vector<c10::IValue>> results(input_sets.size());
     if (!input_sets.empty()) results.back() = run(input_sets.back());

@@ -54,7 +54,7 @@ MCOMPRESS_SDK_API std::vector<c10::IValue> run_with_taps(
 
 // The same for several input sets: the tapped graph is compiled once, and the
 // sets run concurrently, one thread each (the caller picks intra-op threads).
-// Result i holds the taps of input set i. Throws the first set's error.
+// Result i holds the taps of input set i. Throws the error of a run that failed.
 MCOMPRESS_SDK_API std::vector<std::vector<c10::IValue>> run_with_taps_on_each(
     const torch::jit::Module& module, const std::shared_ptr<torch::jit::Graph>& graph,
     const std::vector<torch::jit::Value*>& taps, const std::vector<std::vector<c10::IValue>>& input_sets);
