@@ -141,9 +141,10 @@ torch::Tensor select_entries(const torch::Tensor& tensor, std::vector<std::pair<
     }
     return result;
   }
+  // index_select always copies, so the result never shares the old storage.
   torch::Tensor result = tensor;
   for (const auto& [dim, index] : dims) result = result.index_select(dim, index);
-  return result.data_ptr() == tensor.data_ptr() ? result.clone() : result;
+  return result;
 }
 
 // Slices every dim of one tensor attribute that groups prune.
