@@ -170,7 +170,7 @@ std::string shell_quoted(const std::string& text) {
 // Measures each model in a process of its own, so that one model's runs
 // (its heap, the thread pool's last setting) do not shape the next one's
 // figures and every "cold" time is really the first in its process.
-int measure_each_model_in_its_own_process(const Options& o, int argc, char** argv) {
+void measure_each_model_in_its_own_process(const Options& o, int argc, char** argv) {
   for (const auto& name : o.models) {
     std::string command = shell_quoted(argv[0]);
     for (int i = 1; i < argc; ++i) {
@@ -184,7 +184,6 @@ int measure_each_model_in_its_own_process(const Options& o, int argc, char** arg
     while (std::fgets(line, sizeof line, child)) std::cout << line << std::flush;
     if (pclose(child) != 0) throw std::runtime_error("measuring " + name + " failed");
   }
-  return 0;
 }
 
 }  // namespace
