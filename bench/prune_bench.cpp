@@ -246,19 +246,20 @@ int main(int argc, char** argv) try {
     const double macs_before = static_cast<double>(mcompress::count_macs(original, example));
     const double macs_after = static_cast<double>(mcompress::count_macs(pruned, example));
     const double mac_ratio = macs_before / macs_after;
-    if (!o.save_dir.empty()) {
-      fs::create_directories(o.save_dir);
-      pruned.save((o.save_dir / (name + "-pruned.pt")).string());
-      mcompress::optimize_for_cpu_inference(pruned).save((o.save_dir / (name + "-pruned-optimized.pt")).string());
-      mcompress::optimize_for_cpu_inference(original).save((o.save_dir / (name + "-optimized.pt")).string());
-    }
     if (o.prune_only) {
       std::cout << fmt::format("| {} | {} | {:.2f}G -> {:.2f}G | {:.2f}x | | | | | | | | |\n", name,
                                prune_time, macs_before / 1e9, macs_after / 1e9, mac_ratio);
-      continue;
+      if (o.save_dir.empty()) continue;
     }
     const auto original_optimized = mcompress::optimize_for_cpu_inference(original);
     const auto pruned_optimized = mcompress::optimize_for_cpu_inference(pruned);
+    if (!o.save_dir.empty()) {
+      fs::create_directories(o.save_dir);
+      pruned.save((o.save_dir / (name + "-pruned.pt")).string());
+      pruned_optimized.save((o.save_dir / (name + "-pruned-optimized.pt")).string());
+      original_optimized.save((o.save_dir / (name + "-optimized.pt")).string());
+    }
+    if (o.prune_only) continue;
     for (int threads : o.threads) {
       at::set_num_threads(threads);
       for (int64_t batch : o.batches) {
