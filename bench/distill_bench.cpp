@@ -28,17 +28,17 @@
 #include <string>
 #include <vector>
 
-#include "mcompress/framework/fashion_mnist.h"
-#include "mcompress/framework/plugin_host.h"
-#include "mcompress/framework/text_corpus.h"
-#include "mcompress/framework/zoo.h"
-#include "mcompress/sdk/distillation.h"
+#include "mcompress/framework/sources/fashion_mnist.h"
+#include "mcompress/framework/loader/plugin_host.h"
+#include "mcompress/framework/sources/text_corpus.h"
+#include "mcompress/framework/sources/zoo.h"
+#include "mcompress/training/distillation.h"
 #include "mcompress/sdk/error.h"
-#include "mcompress/sdk/evaluate.h"
-#include "mcompress/sdk/fidelity.h"
-#include "mcompress/sdk/language_model.h"
-#include "mcompress/sdk/model_stats.h"
-#include "mcompress/sdk/module_copy.h"
+#include "mcompress/models/evaluate.h"
+#include "mcompress/models/fidelity.h"
+#include "mcompress/models/language_model.h"
+#include "mcompress/models/model_stats.h"
+#include "mcompress/models/module_copy.h"
 #include "mcompress/sdk/pass.h"
 
 namespace fs = std::filesystem;

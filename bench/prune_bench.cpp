@@ -27,13 +27,13 @@
 
 #include <fmt/format.h>
 
-#include <mcompress/sdk/channel_count_rewrite.h>
-#include <mcompress/sdk/channel_pruning.h>
-#include <mcompress/sdk/dependency_graph.h>
-#include <mcompress/sdk/evaluate.h>
-#include <mcompress/sdk/inference_optimization.h>
-#include <mcompress/sdk/model_stats.h>
-#include <mcompress/sdk/module_copy.h>
+#include <mcompress/pruning/channel_count_rewrite.h>
+#include <mcompress/pruning/channel_pruning.h>
+#include <mcompress/pruning/dependency_graph.h>
+#include <mcompress/models/evaluate.h>
+#include <mcompress/models/inference_optimization.h>
+#include <mcompress/models/model_stats.h>
+#include <mcompress/models/module_copy.h>
 
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;

@@ -26,14 +26,14 @@
 
 #include <fmt/format.h>
 
-#include "mcompress/framework/fashion_mnist.h"
-#include "mcompress/framework/text_corpus.h"
-#include "mcompress/framework/zoo.h"
+#include "mcompress/framework/sources/fashion_mnist.h"
+#include "mcompress/framework/sources/text_corpus.h"
+#include "mcompress/framework/sources/zoo.h"
 #include "mcompress/runtime/quantized_linear.h"
-#include "mcompress/sdk/evaluate.h"
-#include "mcompress/sdk/language_model.h"
-#include "mcompress/sdk/quantized_model.h"
-#include "mcompress/sdk/trainer.h"
+#include "mcompress/models/evaluate.h"
+#include "mcompress/models/language_model.h"
+#include "mcompress/quantization/quantized_model.h"
+#include "mcompress/training/trainer.h"
 
 namespace fs = std::filesystem;
 namespace rt = mcompress::runtime;

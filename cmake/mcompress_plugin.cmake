@@ -1,9 +1,16 @@
-# mcompress_add_plugin(NAME SOURCES...): one shared library per plugin, linked
-# against the shared SDK (and through it the shared libtorch), placed where the
-# host looks for plugins in the build tree and installed next to the host.
+# mcompress_add_plugin(NAME SOURCES... [TOOLKITS toolkit...]): one shared
+# library per plugin, linked against the shared plugin API (mcompress::sdk) and
+# the SDK toolkits it names (models, pruning, training, quantization, formats),
+# placed where the host looks for plugins in the build tree and installed next
+# to the host.
 function(mcompress_add_plugin name)
-  add_library(${name} MODULE ${ARGN})
+  cmake_parse_arguments(ARG "" "" "TOOLKITS" ${ARGN})
+  add_library(${name} MODULE ${ARG_UNPARSED_ARGUMENTS})
   target_link_libraries(${name} PRIVATE mcompress::sdk)
+  foreach(toolkit ${ARG_TOOLKITS})
+    target_link_libraries(${name} PRIVATE mcompress::${toolkit})
+  endforeach()
+  set_property(GLOBAL APPEND PROPERTY MCOMPRESS_PLUGINS ${name})
   set_target_properties(${name} PROPERTIES
     PREFIX ""
     LIBRARY_OUTPUT_DIRECTORY "${MCOMPRESS_PLUGIN_BUILD_DIR}")

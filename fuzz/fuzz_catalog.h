@@ -6,7 +6,7 @@
 #include <string>
 #include <vector>
 
-#include "mcompress/framework/recipe.h"
+#include "mcompress/framework/recipe/recipe.h"
 
 namespace mcompress::fuzz {
 

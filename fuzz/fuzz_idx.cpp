@@ -9,7 +9,7 @@
 #include <cstdint>
 #include <string_view>
 
-#include "mcompress/framework/fashion_mnist.h"
+#include "mcompress/framework/sources/fashion_mnist.h"
 #include "mcompress/sdk/error.h"
 
 extern "C" int LLVMFuzzerInitialize(int*, char***) {

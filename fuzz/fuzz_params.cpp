@@ -15,7 +15,7 @@
 #include <vector>
 
 #include "fuzz_catalog.h"
-#include "mcompress/framework/recipe.h"
+#include "mcompress/framework/recipe/recipe.h"
 #include "mcompress/sdk/error.h"
 
 namespace {

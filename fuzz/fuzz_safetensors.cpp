@@ -12,7 +12,7 @@
 #include <string_view>
 
 #include "mcompress/sdk/error.h"
-#include "mcompress/sdk/safetensors.h"
+#include "mcompress/formats/safetensors.h"
 
 namespace {
 

@@ -5,7 +5,7 @@
 #include <cstdint>
 #include <string>
 
-#include "mcompress/framework/sweep.h"
+#include "mcompress/framework/sweep/sweep.h"
 #include "mcompress/sdk/error.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {

@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
-scripts/build.sh
+scripts/build.sh --host-only
 recipe=${1:-pipelines/fashion_mnist_prune.yaml}
 shift || true
 build/bin/mcompress run "$recipe" "$@"

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages mcompress needs, skipping those present.
 # Everything comes from Debian; nothing is downloaded at build or run time.
+#   scripts/install-deps.sh           what building and running mcompress needs
+#   scripts/install-deps.sh --tests   also what the test suite and benchmarks use
 set -euo pipefail
 
 packages=(
@@ -11,13 +13,17 @@ packages=(
   # LibTorch's matmuls use whatever libblas.so.3 is; the reference BLAS is ~30x slower.
   libopenblas0-pthread
   dataset-fashion-mnist
-  # Tests and benchmarks script reference models with Debian's PyTorch.
-  python3 python3-torch python3-torchvision
-  # The comparison report (HTML + SVG) is checked in headless Chromium.
-  chromium
-  # scripts/fuzz.sh: clang with libFuzzer and the sanitizer runtimes.
-  clang libclang-rt-14-dev
 )
+if [[ "${1:-}" == "--tests" ]]; then
+  packages+=(
+    # Tests and benchmarks script reference models with Debian's PyTorch.
+    python3 python3-torch python3-torchvision
+    # The comparison report (HTML + SVG) is checked in headless Chromium.
+    chromium
+    # scripts/fuzz.sh: clang with libFuzzer and the sanitizer runtimes.
+    clang libclang-rt-14-dev
+  )
+fi
 
 missing=()
 for p in "${packages[@]}"; do

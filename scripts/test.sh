@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 
 if [[ "${1:-}" == "--sanitize" ]]; then
   shift
-  scripts/install-deps.sh
+  scripts/install-deps.sh --tests
   # Test discovery runs the instrumented test programs during the build too.
   source scripts/sanitizer-env.sh
   # -O1 -g1: what ASan recommends, with line tables so reports name file:line;
@@ -22,6 +22,6 @@ if [[ "${1:-}" == "--sanitize" ]]; then
   exit
 fi
 
-scripts/install-deps.sh
+scripts/install-deps.sh --tests
 scripts/build.sh
 ctest --test-dir build --output-on-failure -j 2 "$@"

@@ -6,8 +6,8 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
-#include "mcompress/framework/comparison.h"
-#include "mcompress/framework/sweep.h"
+#include "mcompress/framework/sweep/comparison.h"
+#include "mcompress/framework/sweep/sweep.h"
 #include "test_support.h"
 
 namespace fs = std::filesystem;

@@ -7,13 +7,13 @@
 
 #include <cmath>
 
-#include "mcompress/framework/zoo.h"
-#include "mcompress/sdk/attribution.h"
-#include "mcompress/sdk/distillation.h"
+#include "mcompress/framework/sources/zoo.h"
+#include "mcompress/training/attribution.h"
+#include "mcompress/training/distillation.h"
 #include "mcompress/sdk/error.h"
-#include "mcompress/sdk/evaluate.h"
-#include "mcompress/sdk/layer_taps.h"
-#include "mcompress/sdk/trainer.h"
+#include "mcompress/models/evaluate.h"
+#include "mcompress/models/layer_taps.h"
+#include "mcompress/training/trainer.h"
 
 namespace mcompress {
 namespace {

@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "mcompress/framework/fashion_mnist.h"
+#include "mcompress/framework/sources/fashion_mnist.h"
 #include "mcompress/sdk/error.h"
 #include "test_support.h"
 

@@ -12,11 +12,11 @@
 #include <vector>
 
 #include "../fuzz/fuzz_catalog.h"
-#include "mcompress/framework/fashion_mnist.h"
-#include "mcompress/framework/recipe.h"
-#include "mcompress/framework/sweep.h"
+#include "mcompress/framework/sources/fashion_mnist.h"
+#include "mcompress/framework/recipe/recipe.h"
+#include "mcompress/framework/sweep/sweep.h"
 #include "mcompress/sdk/error.h"
-#include "mcompress/sdk/safetensors.h"
+#include "mcompress/formats/safetensors.h"
 #include "test_support.h"
 
 namespace mcompress {

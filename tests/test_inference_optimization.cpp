@@ -8,9 +8,9 @@
 
 #include <sstream>
 
-#include <mcompress/sdk/evaluate.h>
-#include <mcompress/sdk/inference_optimization.h>
-#include <mcompress/sdk/model_stats.h>
+#include <mcompress/models/evaluate.h>
+#include <mcompress/models/inference_optimization.h>
+#include <mcompress/models/model_stats.h>
 #include <mcompress/sdk/pass.h>
 
 #include "pass_loading.h"

@@ -7,13 +7,13 @@
 
 #include <cmath>
 
-#include "mcompress/framework/probes.h"
-#include "mcompress/framework/text_corpus.h"
-#include "mcompress/framework/zoo.h"
+#include "mcompress/framework/probes/probes.h"
+#include "mcompress/framework/sources/text_corpus.h"
+#include "mcompress/framework/sources/zoo.h"
 #include "mcompress/sdk/error.h"
-#include "mcompress/sdk/evaluate.h"
-#include "mcompress/sdk/language_model.h"
-#include "mcompress/sdk/trainer.h"
+#include "mcompress/models/evaluate.h"
+#include "mcompress/models/language_model.h"
+#include "mcompress/training/trainer.h"
 #include "test_support.h"
 
 namespace mcompress {

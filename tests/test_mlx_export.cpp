@@ -9,9 +9,9 @@
 
 #include <nlohmann/json.hpp>
 
-#include "mcompress/framework/zoo.h"
-#include "mcompress/sdk/mlx_export.h"
-#include "mcompress/sdk/quantized_model.h"
+#include "mcompress/framework/sources/zoo.h"
+#include "mcompress/formats/mlx_export.h"
+#include "mcompress/quantization/quantized_model.h"
 #include "test_support.h"
 
 namespace fs = std::filesystem;

@@ -8,7 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "mcompress/runtime/quantized_linear.h"
-#include "mcompress/sdk/quantized_model.h"
+#include "mcompress/quantization/quantized_model.h"
 #include "test_support.h"
 
 namespace fs = std::filesystem;

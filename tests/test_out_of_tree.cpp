@@ -41,4 +41,10 @@ TEST(OutOfTreePlugin, BuildsAgainstTheInstalledSdkAndLoadsThroughTheHost) {
   auto explained = run_command(prefix + "/bin/mcompress explain weight_report --plugin-dir " + build + "/plugins");
   EXPECT_EQ(explained.exit_code, 0) << explained.output;
   EXPECT_NE(explained.output.find("include_buffers"), std::string::npos);
+
+  // The plugin's own check, linked against the installed mcompress::testing.
+  auto checked = run_command(build + "/weight_report_check " + build + "/plugins/weight_report.so " +
+                             (tmp.path() / "check").string());
+  EXPECT_EQ(checked.exit_code, 0) << checked.output;
+  EXPECT_NE(checked.output.find("weight_report: listed"), std::string::npos) << checked.output;
 }

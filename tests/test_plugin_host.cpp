@@ -4,7 +4,7 @@
 #include <cstdlib>
 #include <filesystem>
 
-#include "mcompress/framework/plugin_host.h"
+#include "mcompress/framework/loader/plugin_host.h"
 #include "mcompress/sdk/pass.h"
 #include "mcompress/sdk/version.h"
 #include "test_support.h"

@@ -7,12 +7,12 @@
 #include <string>
 #include <vector>
 
-#include "mcompress/framework/fashion_mnist.h"
-#include "mcompress/framework/probes.h"
-#include "mcompress/framework/zoo.h"
+#include "mcompress/framework/sources/fashion_mnist.h"
+#include "mcompress/framework/probes/probes.h"
+#include "mcompress/framework/sources/zoo.h"
 #include "mcompress/sdk/error.h"
-#include "mcompress/sdk/evaluate.h"
-#include "mcompress/sdk/model_stats.h"
+#include "mcompress/models/evaluate.h"
+#include "mcompress/models/model_stats.h"
 #include "test_support.h"
 
 namespace mcompress {

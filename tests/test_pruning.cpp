@@ -11,15 +11,15 @@
 #include <memory>
 #include <sstream>
 
-#include <mcompress/sdk/channel_count_rewrite.h>
-#include <mcompress/sdk/channel_pruning.h>
-#include <mcompress/sdk/pruning_criteria.h>
-#include <mcompress/sdk/structured_pruning.h>
-#include <mcompress/sdk/dependency_graph.h>
+#include <mcompress/pruning/channel_count_rewrite.h>
+#include <mcompress/pruning/channel_pruning.h>
+#include <mcompress/pruning/pruning_criteria.h>
+#include <mcompress/pruning/structured_pruning.h>
+#include <mcompress/pruning/dependency_graph.h>
 #include <mcompress/sdk/error.h>
-#include <mcompress/sdk/evaluate.h>
-#include <mcompress/sdk/graph.h>
-#include <mcompress/sdk/model_stats.h>
+#include <mcompress/models/evaluate.h>
+#include <mcompress/models/graph.h>
+#include <mcompress/models/model_stats.h>
 #include <mcompress/sdk/pass.h>
 
 #include "pass_loading.h"

@@ -14,9 +14,9 @@
 #include <sstream>
 
 #include <mcompress/sdk/error.h>
-#include <mcompress/sdk/evaluate.h>
-#include <mcompress/sdk/model_stats.h>
-#include <mcompress/sdk/module_copy.h>
+#include <mcompress/models/evaluate.h>
+#include <mcompress/models/model_stats.h>
+#include <mcompress/models/module_copy.h>
 #include <mcompress/sdk/pass.h>
 
 #include "pass_loading.h"

@@ -10,12 +10,12 @@
 #include <cstring>
 #include <fstream>
 
-#include "mcompress/framework/probes.h"
-#include "mcompress/framework/zoo.h"
+#include "mcompress/framework/probes/probes.h"
+#include "mcompress/framework/sources/zoo.h"
 #include "mcompress/runtime/quantized_linear.h"
-#include "mcompress/sdk/graph.h"
-#include "mcompress/sdk/model_stats.h"
-#include "mcompress/sdk/quantized_model.h"
+#include "mcompress/models/graph.h"
+#include "mcompress/models/model_stats.h"
+#include "mcompress/quantization/quantized_model.h"
 #include "test_support.h"
 
 namespace fs = std::filesystem;

@@ -1,6 +1,6 @@
 // Recipe parsing, --set overrides and validation against a pass catalog.
-#include "mcompress/framework/recipe.h"
-#include "recipe_detail.h"
+#include "mcompress/framework/recipe/recipe.h"
+#include "recipe/recipe_detail.h"
 
 #include <gtest/gtest.h>
 

@@ -6,7 +6,7 @@
 #include <filesystem>
 #include <map>
 
-#include "mcompress/framework/recipe.h"
+#include "mcompress/framework/recipe/recipe.h"
 #include "test_support.h"
 
 namespace mcompress {

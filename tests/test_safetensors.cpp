@@ -1,6 +1,6 @@
 // sdk/safetensors.h: what the writer writes, the reader reads back, and
 // malformed files are refused with an error that says what is wrong.
-#include "mcompress/sdk/safetensors.h"
+#include "mcompress/formats/safetensors.h"
 
 #include <gtest/gtest.h>
 

@@ -4,7 +4,7 @@
 #include <filesystem>
 #include <string>
 
-#include "mcompress/framework/sha256.h"
+#include "mcompress/framework/support/sha256.h"
 #include "mcompress/sdk/error.h"
 #include "test_support.h"
 

@@ -15,9 +15,9 @@
 #include <sstream>
 #include <thread>
 
-#include "mcompress/framework/run_tracking.h"
-#include "mcompress/framework/runs_view.h"
-#include "mcompress/framework/tracking.h"
+#include "mcompress/framework/tracking/run_tracking.h"
+#include "mcompress/framework/tracking/runs_view.h"
+#include "mcompress/framework/tracking/tracking.h"
 #include "mcompress/sdk/error.h"
 #include "test_support.h"
 

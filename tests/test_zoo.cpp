@@ -7,9 +7,9 @@
 #include <set>
 #include <sstream>
 
-#include "mcompress/framework/zoo.h"
+#include "mcompress/framework/sources/zoo.h"
 #include "mcompress/sdk/error.h"
-#include "mcompress/sdk/graph.h"
+#include "mcompress/models/graph.h"
 #include "test_support.h"
 
 namespace mcompress {

@@ -4,7 +4,7 @@
 
 #include "mcompress/sdk/error.h"
 #include "mcompress/sdk/plugin.h"
-#include "mcompress/sdk/trainer.h"
+#include "mcompress/training/trainer.h"
 
 namespace {
 
@@ -25,17 +25,9 @@ class FinetunePass final : public mcompress::Pass {
     const auto summary =
         mcompress::train_model(ctx.model, *ctx.train, ctx.validation.get(), options,
                                mcompress::cross_entropy_loss(), *ctx.progress, *ctx.log);
-    mcompress::PassResult result;
-    result.summary = fmt::format("{} steps, final loss {:.4f}, {:.0f} samples/s", summary.steps,
-                                 summary.final_loss, summary.samples_per_second);
-    result.stats = {{"steps", summary.steps},
-                    {"samples", summary.samples},
-                    {"seconds", summary.seconds},
-                    {"samples_per_second", summary.samples_per_second},
-                    {"final_loss", summary.final_loss},
-                    {"best_eval_accuracy", summary.best_eval_accuracy},
-                    {"best_step", summary.best_step}};
-    return result;
+    return mcompress::training_result(
+        summary, fmt::format("{} steps, final loss {:.4f}, {:.0f} samples/s", summary.steps,
+                             summary.final_loss, summary.samples_per_second));
   }
 
  private:

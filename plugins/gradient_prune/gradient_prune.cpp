@@ -3,8 +3,8 @@
 // criterion is the only thing here; the rest is the SDK's (structured_pruning.h).
 #include <mcompress/sdk/error.h>
 #include <mcompress/sdk/plugin.h>
-#include <mcompress/sdk/pruning_criteria.h>
-#include <mcompress/sdk/structured_pruning.h>
+#include <mcompress/pruning/pruning_criteria.h>
+#include <mcompress/pruning/structured_pruning.h>
 
 #include <memory>
 

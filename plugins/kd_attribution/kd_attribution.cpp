@@ -21,13 +21,13 @@
 #include <algorithm>
 #include <set>
 
-#include "mcompress/sdk/attribution.h"
-#include "mcompress/sdk/distillation.h"
+#include "mcompress/training/attribution.h"
+#include "mcompress/training/distillation.h"
 #include "mcompress/sdk/error.h"
-#include "mcompress/sdk/evaluate.h"
-#include "mcompress/sdk/layer_taps.h"
+#include "mcompress/models/evaluate.h"
+#include "mcompress/models/layer_taps.h"
 #include "mcompress/sdk/plugin.h"
-#include "mcompress/sdk/trainer.h"
+#include "mcompress/training/trainer.h"
 
 namespace {
 
@@ -200,20 +200,18 @@ class KdAttributionPass final : public mcompress::Pass {
     const auto summary = mcompress::train_model(ctx.model, *ctx.train, ctx.validation.get(),
                                                 options, loss, *ctx.progress, *ctx.log);
 
-    mcompress::PassResult result;
     const double mean_attention = steps ? attention_total / double(steps) : 0.0;
     const double mean_attribution = steps ? attribution_total / double(steps) : 0.0;
-    result.summary = fmt::format(
-        "{} steps, final loss {:.4f} (attention-map distance {:.4f} summed over {} layer pairs, "
-        "attribution-map distance {:.4f}), {:.0f} samples/s",
-        summary.steps, summary.final_loss, mean_attention, pairs.student.size(), mean_attribution,
-        summary.samples_per_second);
-    result.stats = mcompress::to_json(summary);
-    result.stats["student_layers"] = pairs.student;
-    result.stats["teacher_layers"] = pairs.teacher;
-    result.stats["mean_attention_distance"] = mean_attention;
-    result.stats["mean_attribution_distance"] = mean_attribution;
-    return result;
+    return mcompress::training_result(
+        summary,
+        fmt::format("{} steps, final loss {:.4f} (attention-map distance {:.4f} summed over {} "
+                    "layer pairs, attribution-map distance {:.4f}), {:.0f} samples/s",
+                    summary.steps, summary.final_loss, mean_attention, pairs.student.size(),
+                    mean_attribution, summary.samples_per_second),
+        {{"student_layers", pairs.student},
+         {"teacher_layers", pairs.teacher},
+         {"mean_attention_distance", mean_attention},
+         {"mean_attribution_distance", mean_attribution}});
   }
 
  private:

@@ -4,10 +4,10 @@
 // The loss is the only thing here; the loop and the divergence are the SDK's.
 #include <fmt/format.h>
 
-#include "mcompress/sdk/distillation.h"
-#include "mcompress/sdk/model_stats.h"
+#include "mcompress/training/distillation.h"
+#include "mcompress/models/model_stats.h"
 #include "mcompress/sdk/plugin.h"
-#include "mcompress/sdk/trainer.h"
+#include "mcompress/training/trainer.h"
 
 namespace {
 
@@ -46,16 +46,13 @@ class KdStandardPass final : public mcompress::Pass {
                                                   *ctx.progress, *ctx.log);
     const int64_t student_params = mcompress::count_parameters(ctx.model);
     const int64_t teacher_params = mcompress::count_parameters(*ctx.teacher);
-    mcompress::PassResult result;
-    result.summary = fmt::format(
-        "{} steps at T={} alpha={}, final loss {:.4f}, {:.0f} samples/s; student has {:.3g}x the "
-        "teacher's parameters",
-        summary.steps, temperature, alpha, summary.final_loss, summary.samples_per_second,
-        double(student_params) / double(teacher_params));
-    result.stats = mcompress::to_json(summary);
-    result.stats["student_params"] = student_params;
-    result.stats["teacher_params"] = teacher_params;
-    return result;
+    return mcompress::training_result(
+        summary,
+        fmt::format("{} steps at T={} alpha={}, final loss {:.4f}, {:.0f} samples/s; student has "
+                    "{:.3g}x the teacher's parameters",
+                    summary.steps, temperature, alpha, summary.final_loss,
+                    summary.samples_per_second, double(student_params) / double(teacher_params)),
+        {{"student_params", student_params}, {"teacher_params", teacher_params}});
   }
 
  private:

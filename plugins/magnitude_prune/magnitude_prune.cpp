@@ -1,9 +1,9 @@
 // magnitude_prune: structured pruning that keeps the channels with the largest
 // weight norms. The criterion is the only thing here; analysis, allocation,
 // slicing and reporting are the SDK's (structured_pruning.h).
-#include <mcompress/sdk/channel_pruning.h>
+#include <mcompress/pruning/channel_pruning.h>
 #include <mcompress/sdk/plugin.h>
-#include <mcompress/sdk/structured_pruning.h>
+#include <mcompress/pruning/structured_pruning.h>
 
 #include <memory>
 

@@ -12,9 +12,9 @@
 
 #include "mcompress/runtime/affine_quantization.h"
 #include "mcompress/sdk/error.h"
-#include "mcompress/sdk/mlx_export.h"
+#include "mcompress/formats/mlx_export.h"
 #include "mcompress/sdk/plugin.h"
-#include "mcompress/sdk/quantized_model.h"
+#include "mcompress/quantization/quantized_model.h"
 
 namespace {
 

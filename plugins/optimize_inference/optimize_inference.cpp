@@ -3,7 +3,7 @@
 // convolutions and stores activations and weights channels-last
 // (inference_optimization.h). The result is a plain TorchScript file; it can
 // no longer be trained, so put this stage after every training stage.
-#include <mcompress/sdk/inference_optimization.h>
+#include <mcompress/models/inference_optimization.h>
 #include <mcompress/sdk/plugin.h>
 
 #include <memory>

@@ -10,11 +10,11 @@
 
 #include <fmt/format.h>
 
-#include "mcompress/sdk/distillation.h"
+#include "mcompress/training/distillation.h"
 #include "mcompress/sdk/error.h"
-#include "mcompress/sdk/language_model.h"
+#include "mcompress/models/language_model.h"
 #include "mcompress/sdk/plugin.h"
-#include "mcompress/sdk/trainer.h"
+#include "mcompress/training/trainer.h"
 
 namespace {
 
@@ -110,16 +110,15 @@ class ReverseKldPass final : public mcompress::Pass {
     const auto summary = mcompress::train_model(ctx.model, *ctx.train, ctx.validation.get(),
                                                 options, loss, *ctx.progress, *ctx.log);
 
-    mcompress::PassResult result;
-    result.summary = fmt::format("{} steps of {} ({} on sampled sequences), final loss {:.4f}, "
-                                 "{:.0f} sequences/s",
-                                 summary.steps, reverse ? "reverse KL" : "forward KL",
-                                 sampled_steps, summary.final_loss, summary.samples_per_second);
-    result.stats = mcompress::to_json(summary);
-    result.stats["divergence"] = reverse ? "reverse_kl" : "forward_kl";
-    result.stats["sampled_steps"] = sampled_steps;
-    result.stats["loss_calls"] = steps;
-    return result;
+    return mcompress::training_result(
+        summary,
+        fmt::format("{} steps of {} ({} on sampled sequences), final loss {:.4f}, {:.0f} "
+                    "sequences/s",
+                    summary.steps, reverse ? "reverse KL" : "forward KL", sampled_steps,
+                    summary.final_loss, summary.samples_per_second),
+        {{"divergence", reverse ? "reverse_kl" : "forward_kl"},
+         {"sampled_steps", sampled_steps},
+         {"loss_calls", steps}});
   }
 
  private:

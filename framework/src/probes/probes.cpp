@@ -1,0 +1,182 @@
+#include "mcompress/framework/probes/probes.h"
+
+#include <ATen/CPUGeneratorImpl.h>
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <functional>
+#include <sstream>
+
+#include <torch/cuda.h>
+
+#include <fmt/format.h>
+
+#include "mcompress/framework/probes/resource_probes.h"
+#include "mcompress/sdk/error.h"
+#include "mcompress/models/evaluate.h"
+#include "mcompress/models/fidelity.h"
+#include "mcompress/models/language_model.h"
+#include "mcompress/models/model_stats.h"
+#include "mcompress/models/module_copy.h"
+
+namespace mcompress {
+namespace {
+
+bool enabled(const ProbeSpec& spec, const std::string& probe) {
+  return std::find(spec.enabled.begin(), spec.enabled.end(), probe) != spec.enabled.end();
+}
+
+// `batch` rows cycled from `rows` (its first dimension is the batch).
+torch::Tensor cycle_rows(const torch::Tensor& rows, int64_t batch) {
+  const int64_t available = rows.size(0);
+  if (available >= batch) return rows.slice(0, 0, batch).contiguous();
+  std::vector<int64_t> repeats(size_t(rows.dim()), 1);
+  repeats[0] = (batch + available - 1) / available;
+  return rows.repeat(repeats).slice(0, 0, batch).contiguous();
+}
+
+// Real samples when there is data (some layers' speed depends on values,
+// e.g. sparse kernels), else the example input repeated.
+torch::Tensor latency_input(const Dataset* eval, const torch::Tensor& example, int64_t batch) {
+  if (eval && eval->size() > 0) return cycle_rows(eval->inputs, batch);
+  return cycle_rows(example, batch);
+}
+
+double percentile(std::vector<double> times_ms, double fraction) {
+  std::sort(times_ms.begin(), times_ms.end());
+  // Nearest rank: the smallest value with at least `fraction` of runs at or below it.
+  const auto rank = size_t(std::ceil(fraction * double(times_ms.size())));
+  return times_ms[std::clamp<size_t>(rank, 1, times_ms.size()) - 1];
+}
+
+// Milliseconds per forward call over `spec.latency_runs` runs, after warm-up
+// runs that let the profiling executor specialise the graph.
+// `wait` blocks until the device has finished (GPU calls return early).
+std::vector<double> time_forward(const torch::jit::Module& model, const torch::Tensor& inputs,
+                                 const ProbeSpec& spec, Progress& progress,
+                                 const std::string& label = "latency",
+                                 const std::function<void()>& wait = [] {}) {
+  torch::NoGradGuard no_grad;
+  EvalModeGuard eval_mode(model);
+  const int64_t batch = inputs.size(0);
+  progress.start(fmt::format("{} batch {}", label, batch), spec.latency_warmup + spec.latency_runs);
+  for (int i = 0; i < spec.latency_warmup; ++i) {
+    forward_tensor(model, inputs);
+    wait();
+    progress.update(i + 1, "warm-up");
+  }
+  std::vector<double> times_ms;
+  for (int i = 0; i < spec.latency_runs; ++i) {
+    const auto start = std::chrono::steady_clock::now();
+    forward_tensor(model, inputs);
+    wait();
+    const auto stop = std::chrono::steady_clock::now();
+    times_ms.push_back(std::chrono::duration<double, std::milli>(stop - start).count());
+    progress.update(spec.latency_warmup + i + 1, fmt::format("{:.3f} ms", times_ms.back()));
+  }
+  progress.finish(fmt::format("median {:.3f} ms", percentile(times_ms, 0.5)));
+  return times_ms;
+}
+
+void probe_latency(const torch::jit::Module& model, const Dataset* eval,
+                   const torch::Tensor& example, const ProbeSpec& spec, Progress& progress,
+                   Metrics& metrics) {
+  if (spec.latency_runs <= 0) return;
+  for (int64_t batch : spec.latency_batch_sizes) {
+    if (batch <= 0) throw Error(fmt::format("latency batch sizes must be positive, got {}", batch));
+    const auto times = time_forward(model, latency_input(eval, example, batch), spec, progress);
+    metrics[fmt::format("latency_b{}_median_ms", batch)] = percentile(times, 0.5);
+    metrics[fmt::format("latency_b{}_p95_ms", batch)] = percentile(times, 0.95);
+    metrics[fmt::format("latency_b{}_p99_ms", batch)] = percentile(times, 0.99);
+    metrics[fmt::format("throughput_b{}_per_s", batch)] = 1000.0 * batch / percentile(times, 0.5);
+  }
+}
+
+// The same latency probe on the first CUDA device, as the GPU baseline, when
+// this LibTorch has CUDA and a GPU is present (device_info() says which).
+// A model that cannot run there (a CPU-only custom operator) gets no GPU
+// numbers and the progress line says why.
+void probe_gpu_latency(const torch::jit::Module& model, const Dataset* eval, const torch::Tensor& example,
+                       const ProbeSpec& spec, Progress& progress, Metrics& metrics) {
+  if (spec.latency_runs <= 0 || !torch::cuda::is_available()) return;
+  try {
+    torch::jit::Module on_gpu = deep_copy(model);
+    on_gpu.to(torch::Device(torch::kCUDA, 0));
+    for (int64_t batch : spec.latency_batch_sizes) {
+      const auto inputs = latency_input(eval, example, batch).to(torch::Device(torch::kCUDA, 0));
+      const auto times = time_forward(on_gpu, inputs, spec, progress, "GPU latency", [] { torch::cuda::synchronize(); });
+      metrics[fmt::format("gpu_latency_b{}_median_ms", batch)] = percentile(times, 0.5);
+      metrics[fmt::format("gpu_latency_b{}_p95_ms", batch)] = percentile(times, 0.95);
+      metrics[fmt::format("gpu_throughput_b{}_per_s", batch)] = 1000.0 * batch / percentile(times, 0.5);
+    }
+  } catch (const c10::Error& error) {
+    progress.finish(fmt::format("no GPU baseline for this model: {}", error.what_without_backtrace()));
+  }
+}
+
+// What a deployment ships: the serialized TorchScript archive.
+double serialized_size(const torch::jit::Module& model) {
+  std::ostringstream out;
+  model.save(out);
+  return double(out.str().size());
+}
+
+}  // namespace
+
+Metrics run_probes(const torch::jit::Module& model, const Dataset* eval,
+                   const torch::Tensor& example_input, const ProbeSpec& spec, Progress& progress,
+                   const torch::jit::Module* reference) {
+  Metrics metrics;
+  if (enabled(spec, "accuracy") && eval && eval->size() > 0) {
+    metrics["accuracy"] = evaluate_accuracy(model, *eval, spec.eval_batch_size, progress);
+  }
+  if (enabled(spec, "perplexity") && eval && eval->is_token_sequence()) {
+    const auto scores = evaluate_language_model(model, *eval, spec.eval_batch_size, progress);
+    metrics["cross_entropy"] = scores.cross_entropy;
+    metrics["bits_per_char"] = scores.bits_per_token;
+    metrics["perplexity"] = scores.perplexity;
+  }
+  if (enabled(spec, "fidelity") && reference && eval && eval->size() > 0) {
+    const auto fidelity = evaluate_fidelity(model, *reference, *eval, spec.eval_batch_size, progress);
+    metrics["fidelity_top1_agreement"] = fidelity.top1_agreement;
+    metrics["fidelity_mean_kl"] = fidelity.mean_kl;
+  }
+  if (enabled(spec, "latency")) {
+    probe_latency(model, eval, example_input, spec, progress, metrics);
+    probe_gpu_latency(model, eval, example_input, spec, progress, metrics);
+  }
+  if (enabled(spec, "memory")) {
+    const int64_t batch = *std::max_element(spec.latency_batch_sizes.begin(), spec.latency_batch_sizes.end());
+    for (const auto& [key, value] : measure_inference_memory(model, latency_input(eval, example_input, batch), 3)) {
+      metrics[key] = value;
+    }
+  }
+  for (const auto& [key, value] : run_edge_profile(model, example_input, spec, progress)) metrics[key] = value;
+  if (enabled(spec, "params")) metrics["params"] = double(count_parameters(model));
+  if (enabled(spec, "macs")) metrics["macs"] = double(count_macs(model, example_input));
+  if (enabled(spec, "size")) metrics["size_bytes"] = serialized_size(model);
+  metrics["threads"] = double(at::get_num_threads());
+  return metrics;
+}
+
+TextSample text_sample(const torch::jit::Module& model, const Dataset& eval, int64_t length,
+                       uint64_t seed) {
+  if (!eval.is_token_sequence() || eval.size() == 0) {
+    throw Error("the text_sample probe needs held-out text (a text dataset)");
+  }
+  const CharVocabulary vocabulary{eval.alphabet};
+  const auto prompt = eval.inputs.slice(0, 0, 1);
+  const int64_t context = prompt.size(1);
+  auto generator = at::make_generator<at::CPUGeneratorImpl>(seed);
+  SamplingOptions options;
+  options.new_tokens = length;
+  options.temperature = 0.8;
+  options.max_context = context;
+  const auto tokens = sample_tokens(model, prompt, options, generator);
+  return {vocabulary.decode(prompt.reshape({-1})),
+          vocabulary.decode(tokens.slice(1, context).reshape({-1}))};
+}
+
+}  // namespace mcompress

@@ -1,0 +1,59 @@
+#pragma once
+// The run directory (layout in runner.h): creating it, resuming it, and the
+// records and reports written into it, each atomically.
+#include <torch/script.h>
+
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "mcompress/framework/loader/plugin_host.h"
+#include "mcompress/framework/recipe/recipe.h"
+#include "mcompress/framework/run/report.h"
+#include "mcompress/framework/run/runner.h"
+
+namespace mcompress {
+
+// TorchScript in and out; load_model throws mcompress::Error naming `what`
+// and the file, save_model writes via a temporary file.
+torch::jit::Module load_model(const std::string& path, const std::string& what);
+void save_model(const torch::jit::Module& model, const std::filesystem::path& path);
+
+class RunDirectory {
+ public:
+  RunDirectory(const Recipe& recipe, const RunOptions& options, const PluginHost& plugins);
+
+  const std::filesystem::path& root() const { return options_.out_dir; }
+  // stages/NN_<name>; the baseline is stage 0.
+  std::filesystem::path stage_dir(size_t index, const std::string& name) const;
+
+  // A new run: refuses a directory that holds one, writes run.json and a copy
+  // of the recipe. A resumed run: refuses a directory whose run had another
+  // recipe and removes the temporary files of interrupted writes.
+  void prepare();
+
+  // The record of a stage that finished in an earlier attempt (records are
+  // written last), when resuming; nullopt otherwise.
+  std::optional<StageOutcome> finished_stage(size_t index, const std::string& name) const;
+
+  // stages/NN_<name>/record.json: `extra` plus the outcome, the recipe, the
+  // threads, the device and every library the process runs.
+  void write_record(const std::filesystem::path& stage_dir, const StageOutcome& outcome,
+                    const nlohmann::json& extra) const;
+
+  // report.json and report.md, from the outcomes so far.
+  void write_report(RunResult& result, const std::vector<StageOutcome>& outcomes,
+                    size_t last_accepted) const;
+
+ private:
+  nlohmann::json recipe_json() const { return to_json(recipe_); }
+
+  const Recipe& recipe_;
+  const RunOptions& options_;
+  const PluginHost& plugins_;
+};
+
+}  // namespace mcompress
