@@ -20,7 +20,8 @@ TEST(OutOfTreePlugin, BuildsAgainstTheInstalledSdkAndLoadsThroughTheHost) {
 
   auto configure = run_command("cmake -S " + std::string(MCOMPRESS_SOURCE_DIR) +
                                "/examples/out_of_tree_plugin -B " + build +
-                               " -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH=" + prefix);
+                               " -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH=" + prefix +
+                               " '-DCMAKE_CXX_FLAGS=" MCOMPRESS_OUT_OF_TREE_CXX_FLAGS "'");
   ASSERT_EQ(configure.exit_code, 0) << configure.output;
   auto compile = run_command("cmake --build " + build);
   ASSERT_EQ(compile.exit_code, 0) << compile.output;
