@@ -10,40 +10,20 @@
 
 #include <fmt/format.h>
 
+#include "graph_constants.h"
+
 namespace mcompress {
 namespace {
 
 using torch::jit::Graph;
 using torch::jit::Node;
 using torch::jit::Value;
+using detail::constant_int;
+using detail::constant_int_list;
 
 bool is_conv(const Node* node) {
   return node->kind() == c10::aten::conv1d || node->kind() == c10::aten::conv2d ||
          node->kind() == c10::aten::conv3d;
-}
-
-std::optional<int64_t> constant_int(const Value* value) {
-  if (value->node()->kind() != c10::prim::Constant) return std::nullopt;
-  auto ivalue = torch::jit::toIValue(value);
-  if (ivalue && ivalue->isInt()) return ivalue->toInt();
-  return std::nullopt;
-}
-
-// [6] in code is a constant, or a ListConstruct of constants.
-std::optional<std::vector<int64_t>> constant_int_list(const Value* value) {
-  if (value->node()->kind() == c10::prim::Constant) {
-    auto ivalue = torch::jit::toIValue(value);
-    if (ivalue && ivalue->isIntList()) return ivalue->toIntVector();
-    return std::nullopt;
-  }
-  if (value->node()->kind() != c10::prim::ListConstruct) return std::nullopt;
-  std::vector<int64_t> list;
-  for (const Value* element : value->node()->inputs()) {
-    auto entry = constant_int(element);
-    if (!entry) return std::nullopt;
-    list.push_back(*entry);
-  }
-  return list;
 }
 
 bool is_plain_tensor(const Value* value) { return value->type()->kind() == c10::TypeKind::TensorType; }

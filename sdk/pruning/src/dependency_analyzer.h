@@ -20,6 +20,7 @@
 
 #include "mcompress/models/graph.h"
 #include "mcompress/pruning/dependency_graph.h"
+#include "graph_constants.h"
 #include "group_set.h"
 #include "shape_observation.h"
 
@@ -37,10 +38,6 @@ std::string op_name(const Node* node);
 // source line when known; used in frozen-group reasons.
 std::string describe(const Node* node);
 
-std::optional<int64_t> constant_int(const Value* value);
-std::optional<bool> constant_bool(const Value* value);
-// A literal list such as [0, 2, 3, 1]: a constant, or a ListConstruct of constants.
-std::optional<std::vector<int64_t>> constant_int_list(const Value* value);
 
 inline int64_t normalize_dim(int64_t dim, int64_t rank) { return dim < 0 ? dim + rank : dim; }
 
