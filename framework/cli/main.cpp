@@ -4,7 +4,6 @@
 //   mcompress runs list | show RUN | diff RUN_A RUN_B
 //   mcompress plugins | explain PASS | zoo | version
 #include <c10/util/Exception.h>
-#include <torch/version.h>
 
 #include <boost/program_options.hpp>
 #include <fmt/format.h>
@@ -15,7 +14,6 @@
 #include "commands/commands.h"
 #include "mcompress/framework/run/input_error.h"
 #include "mcompress/sdk/error.h"
-#include "mcompress/sdk/version.h"
 
 using namespace mcompress::cli;
 
@@ -59,12 +57,7 @@ int main(int argc, char** argv) {
     if (command == "explain") return command_explain(args);
     if (command == "zoo") return command_zoo();
     if (command == "stage-exec") return command_stage_exec(args);
-    if (command == "version" || command == "--version") {
-      std::cout << fmt::format("mcompress {} (plugin SDK {}.{}, LibTorch {}, {})\n", MCOMPRESS_VERSION,
-                               MCOMPRESS_SDK_VERSION_MAJOR, MCOMPRESS_SDK_VERSION_MINOR, TORCH_VERSION,
-                               MCOMPRESS_CXX_ABI_TAG);
-      return kExitOk;
-    }
+    if (command == "version" || command == "--version") return command_version();
     std::cerr << fmt::format("error: unknown command '{}'\n\n{}", command, kUsage);
     return kExitBadInput;
   } catch (const mcompress::InputError& e) {

@@ -14,5 +14,6 @@ int command_plugins(const std::vector<std::string>& args);
 int command_explain(const std::vector<std::string>& args);
 int command_stage_exec(const std::vector<std::string>& args);
 int command_zoo();
+int command_version();
 
 }  // namespace mcompress::cli
