@@ -7,6 +7,22 @@
 #include "mcompress/sdk/error.h"
 
 namespace mcompress {
+namespace {
+
+std::string output_shape(const c10::IValue& output) {
+  if (output.isTensor()) return fmt::format("[{}]", fmt::join(output.toTensor().sizes().vec(), ", "));
+  std::vector<std::string> parts;
+  if (output.isTuple()) {
+    for (const auto& element : output.toTupleRef().elements()) parts.push_back(output_shape(element));
+  } else if (output.isList()) {
+    for (const auto& element : output.toListRef()) parts.push_back(output_shape(element));
+  } else {
+    return output.tagKind();
+  }
+  return fmt::format("({})", fmt::join(parts, ", "));
+}
+
+}  // namespace
 
 PassContext pass_context(const RunData& data, const torch::Tensor& example, const StageSpec& stage,
                          uint64_t seed, const std::filesystem::path& stage_dir, Logger& log,
@@ -37,19 +53,6 @@ PassExecution execute_pass(const Pass& pass, PassContext& context) {
     execution.error = current_exception_message();
   }
   return execution;
-}
-
-std::string output_shape(const c10::IValue& output) {
-  if (output.isTensor()) return fmt::format("[{}]", fmt::join(output.toTensor().sizes().vec(), ", "));
-  std::vector<std::string> parts;
-  if (output.isTuple()) {
-    for (const auto& element : output.toTupleRef().elements()) parts.push_back(output_shape(element));
-  } else if (output.isList()) {
-    for (const auto& element : output.toListRef()) parts.push_back(output_shape(element));
-  } else {
-    return output.tagKind();
-  }
-  return fmt::format("({})", fmt::join(parts, ", "));
 }
 
 std::string output_shape_of(const torch::jit::Module& model, const torch::Tensor& example) {

@@ -30,11 +30,9 @@ struct PassExecution {
 // included) becomes `error`; nothing escapes.
 PassExecution execute_pass(const Pass& pass, PassContext& context);
 
-// The shape of a model's output: "[1, 10]"; tuples and lists as "([1, 10], [1])".
-std::string output_shape(const c10::IValue& output);
-
 // Runs `model` once on `example` (no gradients) and returns its output's
-// shape; throws mcompress::Error with what the model threw.
+// shape, "[1, 10]" (tuples and lists as "([1, 10], [1])"); throws
+// mcompress::Error with what the model threw.
 std::string output_shape_of(const torch::jit::Module& model, const torch::Tensor& example);
 
 // Why the model a pass returned cannot replace the previous one, whose output

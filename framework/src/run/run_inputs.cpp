@@ -12,6 +12,7 @@
 #include "mcompress/framework/sources/text_corpus.h"
 #include "mcompress/framework/sources/zoo.h"
 #include "mcompress/sdk/error.h"
+#include "run/pass_execution.h"
 #include "run/run_directory.h"
 
 namespace mcompress {
@@ -105,16 +106,12 @@ torch::jit::Module checked_initial_model(const Recipe& recipe, const RunData& da
   }
   model.eval();
   try {
-    torch::NoGradGuard no_grad;
-    model.forward({example});
-  } catch (...) {
-    std::string why = current_exception_message();
-    // The interpreter's traceback follows the first lines; the cause is enough here.
-    if (why.size() > 600) why = why.substr(0, 600) + " ...";
+    output_shape_of(model, example);
+  } catch (const Error& e) {
     throw InputError(fmt::format("{} does not accept the data's inputs (a batch of shape {}): {}; "
                                  "check that the model was exported for this data (`model.input_shape`, "
                                  "`data`)",
-                                 source, shape_text(example), why));
+                                 source, shape_text(example), e.what()));
   }
   return model;
 }

@@ -56,8 +56,9 @@ class Runner {
 
  private:
   bool restore_stage(size_t index, const std::string& name);
-  void run_baseline();
-  // Returns false when the run must end (gate stop or failure).
+  // Each returns false when the run must end (its probes failed, a gate
+  // stopped it, the stage failed).
+  bool run_baseline(RunResult& result);
   bool run_stage(size_t index, const StageSpec& stage, RunResult& result);
   std::optional<torch::jit::Module> resolve_teacher(const StageSpec& stage) const;
   std::optional<torch::jit::Module> resolve_student(const StageSpec& stage, uint64_t seed) const;
@@ -96,8 +97,8 @@ bool Runner::restore_stage(size_t index, const std::string& name) {
   return true;
 }
 
-void Runner::run_baseline() {
-  if (restore_stage(0, "baseline")) return;
+bool Runner::run_baseline(RunResult& result) {
+  if (restore_stage(0, "baseline")) return true;
   state_.original = initial_model_ ? *initial_model_ : load_initial_model(recipe_, data_);
   state_.original.eval();
   state_.current = deep_copy(state_.original);
@@ -115,7 +116,9 @@ void Runner::run_baseline() {
     outcome.error = fmt::format("the baseline could not be measured: {}", e.what());
     directory_.write_record(dir, outcome, extra);
     state_.outcomes.push_back(outcome);
-    throw;
+    result.status = RunStatus::Failed;
+    result.message = outcome.error;
+    return false;
   }
   save_model(state_.current, dir / "model.pt");
   state_.stage_models["baseline"] = dir / "model.pt";
@@ -123,6 +126,7 @@ void Runner::run_baseline() {
   directory_.write_record(dir, outcome, extra);
   state_.outcomes.push_back(outcome);
   state_.last_accepted = 0;
+  return true;
 }
 
 std::optional<torch::jit::Module> Runner::resolve_teacher(const StageSpec& stage) const {
@@ -310,16 +314,9 @@ RunResult Runner::run() {
     directory_.prepare();
   }
   RunResult result;
-  try {
-    run_baseline();
-  } catch (const Error& e) {
-    if (state_.outcomes.empty()) throw;  // the baseline's model could not be made
-    result.status = RunStatus::Failed;
-    result.message = state_.outcomes.back().error;
-    write_report(result);
-    return result;
-  }
+  const bool baseline_measured = run_baseline(result);
   write_report(result);
+  if (!baseline_measured) return result;
   for (size_t i = 0; i < recipe_.stages.size(); ++i) {
     const bool go_on = run_stage(i + 1, recipe_.stages[i], result);
     write_report(result);

@@ -8,23 +8,12 @@
 #include <fstream>
 #include <sstream>
 #include <system_error>
+#include <utility>
 
 #include "mcompress/sdk/error.h"
 
 namespace mcompress {
 namespace fs = std::filesystem;
-
-namespace {
-
-// The reason a file cannot be read, in words; empty when it can.
-std::string unreadable_reason(const fs::path& path) {
-  std::error_code ec;
-  if (!fs::exists(path, ec)) return "no such file";
-  if (fs::is_directory(path, ec)) return "it is a directory";
-  return std::strerror(errno ? errno : EIO);
-}
-
-}  // namespace
 
 std::optional<std::string> read_text_file_if_present(const fs::path& path) {
   std::ifstream in(path, std::ios::binary);
@@ -36,11 +25,15 @@ std::optional<std::string> read_text_file_if_present(const fs::path& path) {
 }
 
 std::string read_text_file(const fs::path& path) {
-  errno = 0;
   std::error_code ec;
   if (fs::is_directory(path, ec)) throw Error(fmt::format("cannot read {}: it is a directory", path.string()));
+  errno = 0;
   auto text = read_text_file_if_present(path);
-  if (!text) throw Error(fmt::format("cannot read {}: {}", path.string(), unreadable_reason(path)));
+  if (!text) {
+    const int error = errno ? errno : EIO;  // before another call changes it
+    const std::string reason = !fs::exists(path, ec) ? "no such file" : std::strerror(error);
+    throw Error(fmt::format("cannot read {}: {}", path.string(), reason));
+  }
   return std::move(*text);
 }
 
