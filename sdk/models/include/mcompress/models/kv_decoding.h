@@ -1,0 +1,69 @@
+#pragma once
+// Running a causal LM (causal_lm.h) token by token with a key/value cache, in
+// C++ without the TorchScript interpreter: the path generation, the
+// throughput probes and `mcompress benchmark` use. Logits agree with the
+// module's forward.
+#include <torch/types.h>
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "mcompress/models/transformer_config.h"
+#include "mcompress/sdk/export.h"
+#include "mcompress/sdk/progress.h"
+
+namespace torch::jit {
+struct Module;
+}
+
+namespace mcompress {
+
+class MCOMPRESS_SDK_API KvDecoder {
+ public:
+  // Shares (does not copy) the module's parameters; the module must outlive the decoder.
+  explicit KvDecoder(const torch::jit::Module& model);
+  KvDecoder(const TransformerConfig& config, std::map<std::string, torch::Tensor> weights);
+  ~KvDecoder();
+  KvDecoder(KvDecoder&&) noexcept;
+  KvDecoder& operator=(KvDecoder&&) noexcept;
+
+  // Empties the cache.
+  void reset();
+  // Appends `ids` (int64 [N, T]) to the cache and returns the logits of the
+  // last position, float32 [N, vocab]. The first call after reset() is the
+  // prefill; later calls with T = 1 are decode steps.
+  torch::Tensor append(const torch::Tensor& ids);
+  int64_t cached_tokens() const;
+  const TransformerConfig& config() const;
+
+ private:
+  struct State;
+  std::unique_ptr<State> state_;
+};
+
+struct GenerationOptions {
+  int64_t max_new_tokens = 64;
+  double temperature = 0.0;  // 0: greedy
+  int64_t top_k = 0;         // 0: no top-k cut
+  double top_p = 1.0;        // 1: no nucleus cut
+  uint64_t seed = 0;
+  std::vector<int64_t> stop_tokens;  // generation ends after emitting one of these (EOS)
+};
+
+struct GenerationResult {
+  std::vector<int64_t> tokens;  // the new tokens only
+  bool stopped = false;         // ended at a stop token
+  double prefill_seconds = 0.0; // time to first token
+  double decode_seconds = 0.0;  // the remaining tokens
+};
+
+// Generates from `prompt` (non-empty) with batch 1. Deterministic for a seed.
+MCOMPRESS_SDK_API GenerationResult generate(KvDecoder& decoder, const std::vector<int64_t>& prompt,
+                                            const GenerationOptions& options,
+                                            Progress* progress = nullptr);
+
+}  // namespace mcompress
