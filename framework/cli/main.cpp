@@ -2,7 +2,7 @@
 //   mcompress run RECIPE.yaml [--out DIR] [--set key=value ...] [--dry-run] [--quiet] [--json] [--isolate]
 //   mcompress run --resume DIR
 //   mcompress runs list | show RUN | diff RUN_A RUN_B
-//   mcompress plugins | explain PASS | zoo | version
+//   mcompress plugins | explain PASS | zoo | version | benchmark MODEL
 #include <c10/util/Exception.h>
 
 #include <boost/program_options.hpp>
@@ -29,6 +29,7 @@ commands:
   runs list|show|diff  query the runs tracked in the MLflow store (mcompress runs --help)
   plugins           list loaded plugins, their passes, and refused libraries
   explain PASS      show a pass's summary, needs and parameters
+  benchmark MODEL   measure a checkpoint directory or TorchScript file without a recipe
   zoo               list the built-in models
   version           print versions (mcompress, SDK, LibTorch)
 
@@ -55,6 +56,7 @@ int main(int argc, char** argv) {
     if (command == "runs") return command_runs(args);
     if (command == "plugins") return command_plugins(args);
     if (command == "explain") return command_explain(args);
+    if (command == "benchmark") return command_benchmark(args);
     if (command == "zoo") return command_zoo();
     if (command == "stage-exec") return command_stage_exec(args);
     if (command == "version" || command == "--version") return command_version();

@@ -1,5 +1,8 @@
 #include "mcompress/framework/probes/probes.h"
 
+#include "mcompress/framework/probes/generation_probes.h"
+#include "mcompress/models/causal_lm.h"
+
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/Parallel.h>
 
@@ -135,8 +138,9 @@ Metrics run_probes(const torch::jit::Module& model, const Dataset* eval,
   if (enabled(spec, "perplexity") && eval && eval->is_token_sequence()) {
     const auto scores = evaluate_language_model(model, *eval, spec.eval_batch_size, progress);
     metrics["cross_entropy"] = scores.cross_entropy;
-    metrics["bits_per_char"] = scores.bits_per_token;
+    metrics[eval->alphabet.empty() ? "bits_per_token" : "bits_per_char"] = scores.bits_per_token;
     metrics["perplexity"] = scores.perplexity;
+    metrics["next_token_accuracy"] = scores.accuracy;
   }
   if (enabled(spec, "fidelity") && reference && eval && eval->size() > 0) {
     const auto fidelity = evaluate_fidelity(model, *reference, *eval, spec.eval_batch_size, progress);
@@ -156,7 +160,14 @@ Metrics run_probes(const torch::jit::Module& model, const Dataset* eval,
   for (const auto& [key, value] : run_edge_profile(model, example_input, spec, progress)) metrics[key] = value;
   if (enabled(spec, "params")) metrics["params"] = double(count_parameters(model));
   if (enabled(spec, "macs")) metrics["macs"] = double(count_macs(model, example_input));
-  if (enabled(spec, "size")) metrics["size_bytes"] = serialized_size(model);
+  const bool causal_lm = is_causal_lm(model);
+  if (enabled(spec, "generation") && causal_lm) {
+    for (const auto& [key, value] : probe_generation(model, eval, spec.prompt_length, spec.new_tokens, progress))
+      metrics[key] = value;
+  }
+  // A checkpoint is its tensors' bytes; serialising a billion-parameter
+  // model into memory only to count them would double its footprint.
+  if (enabled(spec, "size")) metrics["size_bytes"] = causal_lm ? checkpoint_bytes(model) : serialized_size(model);
   metrics["threads"] = double(at::get_num_threads());
   return metrics;
 }

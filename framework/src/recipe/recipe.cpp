@@ -310,7 +310,7 @@ nlohmann::json student_to_json(const std::optional<StudentSpec>& student) {
 }
 
 std::string student_text(const StudentSpec& student) {
-  if (!student.path.empty()) return fmt::format("TorchScript file {}", student.path);
+  if (!student.path.empty()) return fmt::format("model {}", student.path);
   if (!student.stage.empty()) return fmt::format("the model of stage `{}`", student.stage);
   std::vector<std::string> options;
   for (const auto& [key, value] : student.options) options.push_back(fmt::format("{}={}", key, value));
@@ -329,6 +329,8 @@ std::string gate_text(const GateSpec& gate) {
 std::string limit_text(int64_t limit) { return limit > 0 ? std::to_string(limit) : "all"; }
 
 std::string model_text(const ModelSpec& model) {
+  if (!model.hf.empty())
+    return fmt::format("Hugging Face checkpoint {}, computing in {}", model.hf, model.dtype);
   std::string source = model.zoo.empty() ? fmt::format("TorchScript file {}", model.path)
                                          : fmt::format("zoo `{}`", model.zoo);
   std::vector<std::string> options;
@@ -436,6 +438,8 @@ nlohmann::json to_json(const Recipe& recipe) {
   const ModelSpec& model = recipe.model;
   json["model"] = {{"zoo", model.zoo.empty() ? nlohmann::json() : nlohmann::json(model.zoo)},
                    {"path", model.path.empty() ? nlohmann::json() : nlohmann::json(model.path)},
+                   {"hf", model.hf.empty() ? nlohmann::json() : nlohmann::json(model.hf)},
+                   {"dtype", model.dtype},
                    {"options", model.options},
                    {"input_shape", model.input_shape},
                    {"num_classes", model.num_classes}};
@@ -451,6 +455,13 @@ nlohmann::json to_json(const Recipe& recipe) {
     json["data"]["context"] = recipe.data->context;
     json["data"]["test_fraction"] = recipe.data->test_fraction;
   }
+  if (recipe.data && recipe.data->is_tokenized_text()) {
+    json["data"]["files"] = recipe.data->text_files;
+    json["data"]["field"] = recipe.data->field;
+    json["data"]["tokenizer"] = recipe.data->tokenizer;
+    json["data"]["tokenizer_vocab"] = recipe.data->tokenizer_vocab;
+    json["data"]["eval_stride"] = recipe.data->eval_stride;
+  }
   json["teacher"] = optional_to_json(recipe.teacher);
   const ProbeSpec& probes = recipe.probes;
   json["probes"] = {{"enabled", probes.enabled},
@@ -458,7 +469,9 @@ nlohmann::json to_json(const Recipe& recipe) {
                     {"latency_warmup", probes.latency_warmup},
                     {"latency_runs", probes.latency_runs},
                     {"eval_batch_size", probes.eval_batch_size},
-                    {"sample_length", probes.sample_length}};
+                    {"sample_length", probes.sample_length},
+                    {"prompt_length", probes.prompt_length},
+                    {"new_tokens", probes.new_tokens}};
   json["probes"]["edge"] = nullptr;
   if (const auto& edge = probes.edge) {
     json["probes"]["edge"] = {{"threads", edge->threads}, {"cpus", edge->cpus}, {"memory_mb", edge->memory_mb}};

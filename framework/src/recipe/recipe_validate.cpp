@@ -51,27 +51,30 @@ namespace fs = std::filesystem;
 const std::vector<std::string> kTopKeys{"mcompress", "name",    "seed",   "threads", "model",
                                         "data",      "teacher", "probes", "gate",    "isolation",
                                         "stages"};
-const std::vector<std::string> kModelKeys{"zoo", "options", "path", "input_shape", "num_classes"};
+const std::vector<std::string> kModelKeys{"zoo", "options", "path", "hf", "dtype", "input_shape", "num_classes"};
+const std::vector<std::string> kComputeDtypes{"float32", "bfloat16", "float16", "checkpoint"};
 const std::vector<std::string> kDataKeys{"dataset",          "path",           "train_limit",
                                          "eval_limit",       "calibration_size", "validation_size",
-                                         "context",          "test_fraction"};
-// Keys that only mean something for text datasets.
+                                         "context",          "test_fraction",  "field",
+                                         "tokenizer",        "tokenizer_vocab", "eval_stride"};
+// Keys that only mean something for text datasets, and for tokenized text.
 const std::vector<std::string> kTextDataKeys{"context", "test_fraction"};
+const std::vector<std::string> kTokenizedTextKeys{"field", "tokenizer", "tokenizer_vocab", "eval_stride"};
 const std::vector<std::string> kProbeKeys{"enabled",         "latency_batch_sizes", "latency_warmup",
                                           "latency_runs",    "eval_batch_size",     "sample_length",
-                                          "edge"};
+                                          "edge",            "prompt_length",       "new_tokens"};
 const std::vector<std::string> kEdgeKeys{"threads", "cpus", "memory_mb"};
 const std::vector<std::string> kGateKeys{"max_accuracy_drop", "reference", "on_fail"};
 const std::vector<std::string> kStageKeys{"name", "pass", "params", "gate", "teacher", "student",
                                           "isolation"};
 const std::vector<std::string> kIsolationKeys{"time_limit_s", "memory_limit_mb"};
-const std::vector<std::string> kStudentKeys{"zoo", "options", "path", "stage"};
+const std::vector<std::string> kStudentKeys{"zoo", "options", "path", "hf", "stage"};
 const std::vector<std::string> kProbeNames{"accuracy", "perplexity", "text_sample", "fidelity",
                                            "latency",  "memory",     "params",      "macs",
-                                           "size"};
+                                           "size",     "generation"};
 // Probes that measure a language model on text data.
 const std::vector<std::string> kTextProbeNames{"perplexity", "text_sample"};
-const std::vector<std::string> kDatasets{"fashion_mnist", "tiny_shakespeare"};
+const std::vector<std::string> kDatasets{"fashion_mnist", "tiny_shakespeare", "text"};
 const std::vector<std::string> kFashionMnistFiles{
     "train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz",
     "t10k-labels-idx1-ubyte.gz"};
@@ -257,6 +260,8 @@ class Checker {
   void read_model(const Fields& top, const YAML::Node& root, ModelSpec& model);
   void read_zoo(const Field& zoo, const Field* options, ModelSpec& model);
   void read_model_path(const Field& path, ModelSpec& model);
+  std::optional<std::string> read_checkpoint_dir(const Field& f, const std::string& what);
+  void read_text_files(const Field& path, DataSpec& data);
   void check_model_fits_data(const YAML::Node& at, const std::string& zoo,
                              const std::map<std::string, int64_t>& options,
                              const std::string& whose, const Recipe& recipe);
@@ -509,16 +514,19 @@ void Checker::read_model(const Fields& top, const YAML::Node& root, ModelSpec& m
   if (!section->value.IsMap()) return;
   const Field* zoo = find(fields, "zoo");
   const Field* path = find(fields, "path");
+  const Field* hf = find(fields, "hf");
   const Field* options = find(fields, "options");
-  if (zoo && path) {
-    error(path->key, "`model` has both `zoo` and `path`; keep exactly one of them");
-  } else if (!zoo && !path) {
-    error(section->key,
-          "`model` needs exactly one of `zoo:` (a built-in model) or `path:` "
-          "(a TorchScript file)");
+  if (int(zoo != nullptr) + int(path != nullptr) + int(hf != nullptr) != 1) {
+    error((path ? path : hf ? hf : section)->key,
+          "`model` needs exactly one of `zoo:` (a built-in model), `path:` (a TorchScript file) "
+          "or `hf:` (a Hugging Face checkpoint directory)");
   }
   if (zoo) read_zoo(*zoo, options, model);
   if (path) read_model_path(*path, model);
+  if (hf)
+    if (auto dir = read_checkpoint_dir(*hf, "`model.hf`")) model.hf = *dir;
+  read_into(fields, "dtype", model.dtype,
+            [&](const Field& f) { return read_choice(f, "`model.dtype`", kComputeDtypes); });
   if (options && !zoo)
     error(options->key, "`model.options` only applies to `zoo` models; remove it");
   read_into(fields, "input_shape", model.input_shape,
@@ -563,6 +571,47 @@ void Checker::read_model_path(const Field& f, ModelSpec& model) {
   model.path = *path;
 }
 
+// A Hugging Face checkpoint directory: it must exist and hold config.json;
+// its weights and tokenizer are checked when the run reads them.
+std::optional<std::string> Checker::read_checkpoint_dir(const Field& f, const std::string& what) {
+  auto dir = read_path(f, what);
+  if (!dir) return std::nullopt;
+  if (!fs::is_directory(*dir)) {
+    error(f.anchor(), fmt::format("checkpoint directory `{}` not found (looked for {}); {} is a "
+                                  "Hugging Face checkpoint directory relative to the recipe's directory",
+                                  f.value.Scalar(), *dir, what));
+    return std::nullopt;
+  }
+  if (!fs::is_regular_file(fs::path(*dir) / "config.json")) {
+    error(f.anchor(), fmt::format("{} has no config.json; {} must be a Hugging Face checkpoint "
+                                  "directory (config.json, model.safetensors or shards, tokenizer.json)",
+                                  *dir, what));
+    return std::nullopt;
+  }
+  return dir;
+}
+
+// `data.path` of a `text` dataset: one file or a list of them.
+void Checker::read_text_files(const Field& path, DataSpec& data) {
+  std::vector<Field> files;
+  if (path.value.IsSequence()) {
+    for (size_t i = 0; i < path.value.size(); ++i) files.push_back(Field{path.key, path.value[i]});
+    if (files.empty()) error(path.anchor(), "`data.path` is an empty list; name at least one text file");
+  } else {
+    files.push_back(path);
+  }
+  for (const Field& f : files) {
+    auto file = read_path(f, "`data.path`");
+    if (!file) continue;
+    if (!fs::is_regular_file(*file))
+      error(f.anchor(), fmt::format("text file `{}` not found (looked for {}); `data.path` is "
+                                    "relative to the recipe's directory",
+                                    f.value.Scalar(), *file));
+    data.text_files.push_back(*file);
+  }
+  if (!data.text_files.empty()) data.path = data.text_files.front();
+}
+
 void Checker::read_data(const Fields& top, Recipe& recipe) {
   const Field* section = find(top, "data");
   if (!section) return;
@@ -596,11 +645,48 @@ void Checker::read_data(const Fields& top, Recipe& recipe) {
       }
       return fraction;
     });
+    if (data.is_tokenized_text()) {
+      read_into(fields, "field", data.field,
+                [&](const Field& f) { return read_string(f, "`data.field` (the JSON Lines text field)"); });
+      if (const Field* f = find(fields, "tokenizer"))
+        if (auto dir = read_path(*f, "`data.tokenizer`")) {
+          data.tokenizer = *dir;
+          if (!fs::is_regular_file(fs::path(*dir) / "tokenizer.json"))
+            error(f->anchor(), fmt::format("`data.tokenizer`: no tokenizer.json in {}; name a directory "
+                                           "holding a Hugging Face tokenizer.json",
+                                           *dir));
+        }
+      read_into(fields, "tokenizer_vocab", data.tokenizer_vocab, [&](const Field& f) {
+        return read_int(f, "`data.tokenizer_vocab` (a byte-level BPE trained on the text)", 260.0, 1e6);
+      });
+      read_into(fields, "eval_stride", data.eval_stride, [&](const Field& f) {
+        return read_int(f, "`data.eval_stride` (0 = context)", 0.0, 1e6);
+      });
+      if (data.eval_stride > data.context)
+        error(find(fields, "eval_stride")->anchor(),
+              fmt::format("`data.eval_stride` ({}) must not exceed `data.context` ({})", data.eval_stride,
+                          data.context));
+      if (!data.tokenizer.empty() && data.tokenizer_vocab > 0)
+        error(find(fields, "tokenizer_vocab")->key,
+              "`data` has both `tokenizer` and `tokenizer_vocab`; keep one (a tokenizer to read, or "
+              "one to train)");
+      if (data.tokenizer.empty() && data.tokenizer_vocab == 0 && recipe.model.hf.empty())
+        error(section->key, "`data.dataset: text` needs a tokenizer: the model's (`model: {hf: DIR}`), "
+                            "`tokenizer: DIR` (a directory with tokenizer.json) or `tokenizer_vocab: "
+                            "2048` to train a byte-level BPE on the text");
+      if (path) read_text_files(*path, data);
+    } else {
+      for (const auto& key : kTokenizedTextKeys)
+        if (const Field* f = find(fields, key))
+          error(f->key, fmt::format("`data.{}` only applies to `dataset: text`; remove it", key));
+    }
     if (!path) {
       error(section->key, fmt::format("`data.dataset: {}` needs `path:`, the plain-text file to "
                                       "read (the source tree has Tiny Shakespeare at "
                                       "tests/data/tinyshakespeare.txt)",
                                       data.dataset));
+    } else if (data.is_tokenized_text()) {
+      // read above
     } else if (auto file = read_path(*path, "`data.path`")) {
       data.path = *file;
       if (!fs::is_regular_file(data.path))
@@ -611,6 +697,9 @@ void Checker::read_data(const Fields& top, Recipe& recipe) {
     recipe.data = data;
     return;
   }
+  for (const auto& key : kTokenizedTextKeys)
+    if (const Field* f = find(fields, key))
+      error(f->key, fmt::format("`data.{}` only applies to `dataset: text`; remove it", key));
   for (const auto& key : kTextDataKeys)
     if (const Field* f = find(fields, key))
       error(f->key, fmt::format("`data.{}` only applies to text datasets (`dataset: "
@@ -648,6 +737,8 @@ void Checker::read_probes(const Fields& top, Recipe& recipe) {
   if (text)
     probes.enabled.insert(probes.enabled.begin() + 1, kTextProbeNames.begin(),
                           kTextProbeNames.end());
+  // Checkpoint language models are deployed to generate: measure it by default.
+  if (recipe.data && recipe.data->is_tokenized_text()) probes.enabled.push_back("generation");
   auto known_probes = kProbeNames;
   for (const auto& name : catalog_.probe_names()) known_probes.push_back(name);
   if (const Field* f = find(fields, "enabled")) {
@@ -683,7 +774,13 @@ void Checker::read_probes(const Fields& top, Recipe& recipe) {
     return read_int(f, "`probes.eval_batch_size`", 1.0, std::nullopt);
   });
   read_into(fields, "sample_length", probes.sample_length, [&](const Field& f) {
-    return read_int(f, "`probes.sample_length` (characters)", 1.0, 100000.0);
+    return read_int(f, "`probes.sample_length` (tokens; characters for character models)", 1.0, 100000.0);
+  });
+  read_into(fields, "prompt_length", probes.prompt_length, [&](const Field& f) {
+    return read_int(f, "`probes.prompt_length` (prefill tokens of the generation probe)", 1.0, 1e6);
+  });
+  read_into(fields, "new_tokens", probes.new_tokens, [&](const Field& f) {
+    return read_int(f, "`probes.new_tokens` (tokens the generation probe decodes)", 1.0, 1e6);
   });
   if (const Field* f = find(fields, "edge")) {
     Fields edge_fields = read_fields(f->value, kEdgeKeys, "`probes.edge`");
@@ -880,6 +977,17 @@ Params Checker::resolve_params(const StageDraft& draft, const std::string& stage
 std::optional<std::string> Checker::resolve_teacher(const Field& f, const std::string& whose,
                                                     size_t user,
                                                     const std::vector<std::string>& names) {
+  if (f.value.IsMap()) {  // `teacher: {hf: DIR}`
+    Fields fields = read_fields(f.value, {"hf"}, fmt::format("the `teacher` of {}", whose));
+    const Field* hf = find(fields, "hf");
+    if (!hf) {
+      error(f.anchor(), fmt::format("the `teacher` of {} as a mapping needs `hf: DIR` (a Hugging Face "
+                                    "checkpoint directory)",
+                                    whose));
+      return std::nullopt;
+    }
+    return read_checkpoint_dir(*hf, fmt::format("the `teacher` of {}", whose));
+  }
   auto value = read_string(f, fmt::format("the `teacher` of {}", whose));
   if (!value || *value == "original" || *value == "previous") return value;
   auto stage = std::find(names.begin(), names.end(), *value);
@@ -894,7 +1002,7 @@ std::optional<std::string> Checker::resolve_teacher(const Field& f, const std::s
   fs::path path(*value);
   if (path.is_relative()) path = recipe_dir_ / path;
   path = path.lexically_normal();
-  if (fs::is_regular_file(path)) return path.string();
+  if (fs::is_regular_file(path) || fs::is_regular_file(path / "config.json")) return path.string();
   std::vector<std::string> earlier(names.begin(), names.begin() + std::min(user, names.size()));
   std::vector<std::string> candidates{"original"};
   candidates.insert(candidates.end(), earlier.begin(), earlier.end());
@@ -916,8 +1024,8 @@ std::optional<StudentSpec> Checker::resolve_student(const Field& f, const std::s
                                                     const Recipe& recipe) {
   const std::string section = fmt::format("the `student` of {}", whose);
   const std::string forms =
-      "write `student: {zoo: cnn, options: {width: 8}}`, `student: {path: model.pt}` or "
-      "`student: {stage: NAME}`";
+      "write `student: {zoo: cnn, options: {width: 8}}`, `student: {path: model.pt}`, "
+      "`student: {hf: DIR}` or `student: {stage: NAME}`";
   if (!f.value.IsMap()) {
     error(f.anchor(), fmt::format("{} must be a mapping; {}", section, forms));
     return std::nullopt;
@@ -926,12 +1034,20 @@ std::optional<StudentSpec> Checker::resolve_student(const Field& f, const std::s
   const Field* zoo = find(fields, "zoo");
   const Field* path = find(fields, "path");
   const Field* stage = find(fields, "stage");
+  const Field* hf = find(fields, "hf");
   const Field* options = find(fields, "options");
-  const int given = int(zoo != nullptr) + int(path != nullptr) + int(stage != nullptr);
+  const int given = int(zoo != nullptr) + int(path != nullptr) + int(stage != nullptr) + int(hf != nullptr);
   if (given != 1) {
-    error(f.anchor(), fmt::format("{} needs exactly one of `zoo`, `path` and `stage`; {}", section,
+    error(f.anchor(), fmt::format("{} needs exactly one of `zoo`, `path`, `hf` and `stage`; {}", section,
                                   forms));
     return std::nullopt;
+  }
+  if (hf) {
+    auto dir = read_checkpoint_dir(*hf, fmt::format("`hf` in {}", section));
+    if (!dir) return std::nullopt;
+    StudentSpec student;
+    student.path = *dir;
+    return student;
   }
   if (options && !zoo) {
     error(options->key, fmt::format("`options` in {} only applies to `zoo` students; remove it",

@@ -37,6 +37,7 @@ std::string with_ratio(const std::optional<double>& v, const std::optional<doubl
 }
 
 std::string ms(double v) { return fmt::format("{:.3f}", v); }
+std::string per_second(double v) { return fmt::format("{:.1f}", v); }
 
 // The largest latency batch size present, e.g. "latency_b64_median_ms".
 std::optional<std::string> large_batch_key(const StageOutcome& o) {
@@ -73,6 +74,11 @@ Table build_table(const std::vector<StageOutcome>& outcomes) {
   // Language models: bits per character says more than next-character accuracy.
   const bool text = metric(base, "bits_per_char").has_value();
   if (text) t.header.insert(t.header.begin() + 5, "Bits/char");
+  // Tokenized text: perplexity, and the generation probe's decode speed.
+  const bool tokens = !text && metric(base, "perplexity").has_value();
+  const bool decode = metric(base, "decode_tokens_per_s").has_value();
+  if (tokens) t.header.insert(t.header.begin() + 5, "Perplexity");
+  if (decode) t.header.push_back("Decode (tok/s)");
   const auto base_acc = metric(base, "accuracy");
   for (const auto& o : outcomes) {
     const auto acc = metric(o, "accuracy");
@@ -93,6 +99,13 @@ Table build_table(const std::vector<StageOutcome>& outcomes) {
       const auto bits = metric(o, "bits_per_char");
       t.rows.back().insert(t.rows.back().begin() + 5, bits ? fmt::format("{:.3f}", *bits) : "-");
     }
+    if (tokens) {
+      const auto perplexity = metric(o, "perplexity");
+      t.rows.back().insert(t.rows.back().begin() + 5, perplexity ? fmt::format("{:.2f}", *perplexity) : "-");
+    }
+    if (decode)
+      t.rows.back().push_back(
+          with_ratio(metric(o, "decode_tokens_per_s"), metric(base, "decode_tokens_per_s"), per_second));
   }
   return t;
 }

@@ -4,6 +4,7 @@
 
 #include <fmt/format.h>
 
+#include "mcompress/formats/hf_model.h"
 #include "mcompress/framework/probes/resource_probes.h"
 #include "mcompress/framework/support/atomic_file.h"
 #include "mcompress/framework/support/file_reading.h"
@@ -35,7 +36,14 @@ nlohmann::json libraries_json(const PluginHost& plugins) {
 
 }  // namespace
 
-torch::jit::Module load_model(const std::string& path, const std::string& what) {
+torch::jit::Module load_model(const std::string& path, const std::string& what, const std::string& dtype) {
+  if (fs::is_directory(path)) {
+    try {
+      return load_hf_model(path, dtype);
+    } catch (const Error& e) {
+      throw Error(fmt::format("cannot load {}: {}", what, e.what()));  // the message names the checkpoint
+    }
+  }
   try {
     return torch::jit::load(path);
   } catch (const c10::Error& e) {
@@ -44,8 +52,22 @@ torch::jit::Module load_model(const std::string& path, const std::string& what) 
   }
 }
 
-void save_model(const torch::jit::Module& model, const fs::path& path) {
+void save_model(const torch::jit::Module& model, const fs::path& path, const fs::path& companion_dir) {
+  if (path.extension() != ".pt") {
+    save_hf_model(model, path, companion_dir);  // writes through a temporary directory itself
+    return;
+  }
   write_via_temp_path(path, [&](const fs::path& temp) { model.save(temp.string()); });
+}
+
+fs::path model_path_in(const fs::path& dir, const torch::jit::Module& model) {
+  return dir / (writable_as_checkpoint(model) ? "model" : "model.pt");
+}
+
+std::optional<fs::path> saved_model_in(const fs::path& dir) {
+  if (fs::is_directory(dir / "model")) return dir / "model";
+  if (fs::exists(dir / "model.pt")) return dir / "model.pt";
+  return std::nullopt;
 }
 
 RunDirectory::RunDirectory(const Recipe& recipe, const RunOptions& options, const PluginHost& plugins)

@@ -17,10 +17,22 @@
 
 namespace mcompress {
 
-// TorchScript in and out; load_model throws mcompress::Error naming `what`
-// and the file, save_model writes via a temporary file.
-torch::jit::Module load_model(const std::string& path, const std::string& what);
-void save_model(const torch::jit::Module& model, const std::filesystem::path& path);
+// Models in and out. A path ending in ".pt" is a TorchScript file; any other
+// path is a Hugging Face checkpoint directory (hf_model.h), which is what a
+// run writes for checkpoint language models (model_path_in). load_model
+// throws mcompress::Error naming `what` and the file; checkpoints are built
+// computing in `dtype` (hf_model.h), by default the dtype they were saved in.
+// save_model writes via a temporary file or directory; a checkpoint gets the
+// tokenizer and generation files of `companion_dir`.
+torch::jit::Module load_model(const std::string& path, const std::string& what,
+                              const std::string& dtype = "checkpoint");
+void save_model(const torch::jit::Module& model, const std::filesystem::path& path,
+                const std::filesystem::path& companion_dir = {});
+// Where `model` is saved in the stage directory `dir`: dir/model for a
+// checkpoint language model, dir/model.pt otherwise.
+std::filesystem::path model_path_in(const std::filesystem::path& dir, const torch::jit::Module& model);
+// The model a stage left in `dir`, if it left one.
+std::optional<std::filesystem::path> saved_model_in(const std::filesystem::path& dir);
 
 class RunDirectory {
  public:

@@ -5,6 +5,11 @@
 #include <torch/script.h>
 
 #include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <optional>
+
+#include "mcompress/formats/tokenizer.h"
 
 #include "mcompress/framework/recipe/recipe.h"
 #include "mcompress/sdk/data.h"
@@ -14,6 +19,11 @@ namespace mcompress {
 
 struct RunData {
   DatasetPtr train, validation, calibration, eval;  // each null when the recipe has no data
+  // `dataset: text`: the tokenizer, and where its files are (empty when this
+  // run trained it: then its files are kept in trained_tokenizer).
+  std::shared_ptr<const Tokenizer> tokenizer;
+  std::filesystem::path tokenizer_dir;
+  std::optional<TrainedTokenizerFiles> trained_tokenizer;
 };
 
 // Throws InputError when the data cannot be read.
@@ -34,6 +44,12 @@ torch::jit::Module load_initial_model(const Recipe& recipe, const RunData& data)
 // throws InputError naming the model and what is wrong.
 torch::jit::Module checked_initial_model(const Recipe& recipe, const RunData& data,
                                          const torch::Tensor& example);
+
+// The directory whose tokenizer and generation files saved checkpoint models
+// carry: the model's checkpoint, else the data's tokenizer; a tokenizer this
+// run trained is written to run_root/tokenizer first. Empty when none applies.
+std::filesystem::path checkpoint_companions(const Recipe& recipe, const RunData& data,
+                                            const std::filesystem::path& run_root);
 
 // LibTorch's intra-op threads: `threads`, or all cores when 0.
 void set_threads(int threads);

@@ -78,6 +78,8 @@ class Runner {
   torch::Tensor example_;
   StageProber prober_;
   std::optional<torch::jit::Module> initial_model_;  // loaded and checked before the directory is made
+  // Tokenizer and generation files a checkpoint model's saved stages carry.
+  fs::path companion_dir_;
   RunState state_;
 };
 
@@ -86,9 +88,11 @@ bool Runner::restore_stage(size_t index, const std::string& name) {
   std::optional<StageOutcome> outcome = directory_.finished_stage(index, name);
   if (!outcome || outcome->status == "failed") return false;  // (re)run it
   const fs::path dir = directory_.stage_dir(index, name);
-  if (fs::exists(dir / "model.pt")) state_.stage_models[name] = dir / "model.pt";
+  const std::optional<fs::path> saved = saved_model_in(dir);
+  if (saved) state_.stage_models[name] = *saved;
   if (outcome->status == "accepted" || outcome->status == "baseline") {
-    state_.current = load_model((dir / "model.pt").string(), "checkpoint");
+    if (!saved) throw Error(fmt::format("{} holds no model; the run directory is damaged", dir.string()));
+    state_.current = load_model(saved->string(), "checkpoint");
     if (index == 0) state_.original = deep_copy(state_.current);
     state_.last_accepted = state_.outcomes.size();
   }
@@ -120,8 +124,8 @@ bool Runner::run_baseline(RunResult& result) {
     result.message = outcome.error;
     return false;
   }
-  save_model(state_.current, dir / "model.pt");
-  state_.stage_models["baseline"] = dir / "model.pt";
+  state_.stage_models["baseline"] = model_path_in(dir, state_.current);
+  save_model(state_.current, state_.stage_models["baseline"], companion_dir_);
   prober_.add_text_sample(state_.current, extra);
   directory_.write_record(dir, outcome, extra);
   state_.outcomes.push_back(outcome);
@@ -143,7 +147,7 @@ std::optional<torch::jit::Module> Runner::resolve_teacher(const StageSpec& stage
   } else if (auto it = state_.stage_models.find(*spec); it != state_.stage_models.end()) {
     teacher = load_model(it->second.string(), "teacher (stage " + *spec + ")");
   } else {
-    teacher = load_model(*spec, "teacher");
+    teacher = load_model(*spec, "teacher", recipe_.model.dtype);
   }
   teacher.eval();
   return teacher;
@@ -157,7 +161,7 @@ std::optional<torch::jit::Module> Runner::resolve_student(const StageSpec& stage
   const StudentSpec& spec = *stage.student;
   if (!spec.zoo.empty())
     return build_zoo_model(spec.zoo, spec.options, zoo_classes(recipe_, data_), seed);
-  if (!spec.path.empty()) return load_model(spec.path, "student");
+  if (!spec.path.empty()) return load_model(spec.path, "student", recipe_.model.dtype);
   if (spec.stage == "original" || spec.stage == "baseline") return deep_copy(state_.original);
   auto it = state_.stage_models.find(spec.stage);
   if (it == state_.stage_models.end()) {
@@ -275,8 +279,8 @@ bool Runner::run_stage(size_t index, const StageSpec& stage, RunResult& result) 
   } catch (...) {
     return fail(current_exception_message());
   }
-  save_model(ctx.model, dir / "model.pt");
-  state_.stage_models[stage.name] = dir / "model.pt";
+  state_.stage_models[stage.name] = model_path_in(dir, ctx.model);
+  save_model(ctx.model, state_.stage_models[stage.name], companion_dir_);
 
   const GateVerdict verdict = check_gate(stage.gate, outcome.metrics, gate_reference(stage.gate));
   outcome.status = verdict.status;
@@ -313,6 +317,7 @@ RunResult Runner::run() {
     initial_model_ = checked_initial_model(recipe_, data_, example_);
     directory_.prepare();
   }
+  companion_dir_ = checkpoint_companions(recipe_, data_, directory_.root());
   RunResult result;
   const bool baseline_measured = run_baseline(result);
   write_report(result);
@@ -323,8 +328,8 @@ RunResult Runner::run() {
     if (!go_on) break;
   }
   if (result.status == RunStatus::Completed) {
-    result.final_model = directory_.root() / "model.pt";
-    save_model(state_.current, result.final_model);
+    result.final_model = model_path_in(directory_.root(), state_.current);
+    save_model(state_.current, result.final_model, companion_dir_);
     write_report(result);
   }
   return result;

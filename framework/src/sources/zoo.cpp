@@ -10,6 +10,7 @@
 #include <fmt/format.h>
 
 #include "mcompress/sdk/error.h"
+#include "zoo_llama.h"
 
 namespace mcompress {
 namespace {
@@ -284,6 +285,11 @@ std::vector<OptionDefault> option_defaults(const std::string& model) {
   if (model == "mlp") return {{"width", 64}};
   if (model == "cnn") return {{"width", 16}};
   if (model == "char_lm") return {{"width", 64}, {"layers", 2}, {"heads", 4}, {"context", 64}};
+  if (model == "llama") {
+    std::vector<OptionDefault> defaults;
+    for (const auto& [name, value] : llama_zoo_defaults()) defaults.push_back({name, value});
+    return defaults;
+  }
   return {{"width", 16}, {"blocks", 1}};  // resnet
 }
 
@@ -335,6 +341,12 @@ std::vector<ZooModelInfo> zoo_models() {
        "context=64",
        {"width", "layers", "heads", "context"},
        /*takes_tokens=*/true},
+      {"llama",
+       "a Hugging Face Llama (RMSNorm, rotary positions, grouped-query attention, SwiGLU MLP, tied "
+       "embeddings) written and read as a checkpoint directory; tokens [N, T] -> logits [N, T, "
+       "vocabulary]; width=256, layers=4, heads=8, kv_heads=4, intermediate=768, context=256",
+       {"context", "heads", "intermediate", "kv_heads", "layers", "width"},
+       /*takes_tokens=*/true},
   };
 }
 
@@ -359,6 +371,7 @@ torch::jit::Module build_zoo_model(const std::string& name,
                             num_classes));
   }
   const auto resolved = resolve_options(name, options);
+  if (name == "llama") return build_zoo_llama(resolved, num_classes, seed);
   LayerFactory factory(seed);
   const int64_t width = resolved.at("width");
   if (name == "mlp") return build_mlp(factory, width, num_classes);

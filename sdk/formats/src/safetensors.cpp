@@ -1,8 +1,16 @@
 #include "mcompress/formats/safetensors.h"
 
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <fstream>
 #include <limits>
+#include <memory>
 #include <ostream>
 #include <set>
 #include <sstream>
@@ -70,7 +78,11 @@ TensorRecord read_record(const std::string& name, const nlohmann::json& info, ui
   if (!dtype->is_string()) throw Error(fmt::format("safetensors: the dtype of `{}` is not a string", name));
   record.dtype = dtype->get<std::string>();
   const DtypeInfo* type = find_dtype(record.dtype);
-  if (!type) throw Error(fmt::format("safetensors: tensor `{}` has unknown or unsupported dtype `{}`", name, record.dtype));
+  if (!type)
+    throw Error(fmt::format("safetensors: tensor `{}` has unknown or unsupported dtype `{}` (mcompress reads BOOL, "
+                            "U8, I8, I16, U16, F16, BF16, I32, U32, F32, I64, U64, F64: convert the tensor to one "
+                            "of them)",
+                            name, record.dtype));
 
   if (!shape->is_array() || shape->size() > kMaxDimensions)
     throw Error(fmt::format("safetensors: the shape of `{}` must be a list of at most {} sizes", name, kMaxDimensions));
@@ -91,9 +103,13 @@ TensorRecord read_record(const std::string& name, const nlohmann::json& info, ui
     throw Error(fmt::format("safetensors: the data_offsets of `{}` must be [begin, end]", name));
   record.begin = header_integer((*offsets)[0], "the data_offsets", name);
   record.end = header_integer((*offsets)[1], "the data_offsets", name);
-  if (record.begin > record.end || record.end > data_bytes)
-    throw Error(fmt::format("safetensors: tensor `{}` claims bytes [{}, {}) of a data section of {} bytes", name,
-                            record.begin, record.end, data_bytes));
+  if (record.begin > record.end)
+    throw Error(fmt::format("safetensors: tensor `{}` claims bytes [{}, {}), which end before they begin", name,
+                            record.begin, record.end));
+  if (record.end > data_bytes)
+    throw Error(fmt::format("safetensors: tensor `{}` claims bytes [{}, {}) of a data section of {} bytes: the file "
+                            "is truncated (copy or download it again) or its header is wrong",
+                            name, record.begin, record.end, data_bytes));
   const uint64_t expected = elements > data_bytes ? data_bytes + 1 : elements * uint64_t(type->bytes);
   if (record.end - record.begin != expected)
     throw Error(fmt::format("safetensors: tensor `{}` ({} of shape [{}]) needs {} bytes but its data_offsets "
@@ -113,6 +129,114 @@ std::map<std::string, std::string> read_metadata(const nlohmann::json& value) {
   }
   return metadata;
 }
+
+// A header checked against the bytes it describes: the one validation both
+// parse_safetensors (copies) and map_safetensors (views) rely on.
+struct SafetensorsLayout {
+  std::map<std::string, std::string> metadata;
+  std::vector<TensorRecord> records;  // in the order of their data
+  uint64_t data_start = 0;            // where the data section begins in the file
+};
+
+SafetensorsLayout parse_layout(std::string_view bytes) {
+  if (bytes.size() < 8) throw Error(fmt::format("safetensors: {} bytes are too few for the 8-byte header length", bytes.size()));
+  uint64_t header_bytes = 0;
+  for (int i = 7; i >= 0; --i) header_bytes = (header_bytes << 8) | uint8_t(bytes[size_t(i)]);
+  if (header_bytes > kMaxHeaderBytes || header_bytes > bytes.size() - 8)
+    throw Error(fmt::format("safetensors: the header length {} does not fit the file's {} bytes (a truncated file "
+                            "or not safetensors)",
+                            header_bytes, bytes.size()));
+  nlohmann::json header;
+  try {
+    header = nlohmann::json::parse(bytes.substr(8, header_bytes));
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(fmt::format("safetensors: the header is not valid JSON ({})", e.what()));
+  }
+  if (!header.is_object()) throw Error("safetensors: the header is not a JSON object");
+  const std::string_view data = bytes.substr(8 + header_bytes);
+
+  SafetensorsLayout layout;
+  layout.data_start = 8 + header_bytes;
+  auto& records = layout.records;
+  for (const auto& [name, info] : header.items()) {
+    if (name == kMetadataKey) {
+      layout.metadata = read_metadata(info);
+    } else {
+      records.push_back(read_record(name, info, data.size()));
+    }
+  }
+  // The data section is the tensors' bytes back to back: no overlap, no gap.
+  std::sort(records.begin(), records.end(), [](const TensorRecord& a, const TensorRecord& b) {
+    return std::tie(a.begin, a.end, a.name) < std::tie(b.begin, b.end, b.name);
+  });
+  uint64_t covered = 0;
+  for (const auto& record : records) {
+    if (record.begin != covered)
+      throw Error(fmt::format("safetensors: tensor `{}` starts at byte {} of the data, but the tensors before it "
+                              "end at {} (overlapping data or a gap)",
+                              record.name, record.begin, covered));
+    covered = record.end;
+  }
+  if (covered != data.size())
+    throw Error(fmt::format("safetensors: the tensors hold {} bytes but the data section has {}", covered, data.size()));
+
+  for (const auto& record : records) {
+    const auto bytes_of = data.substr(record.begin, record.end - record.begin);
+    if (record.dtype == "BOOL" &&
+        std::any_of(bytes_of.begin(), bytes_of.end(), [](char c) { return uint8_t(c) > 1; }))
+      throw Error(fmt::format("safetensors: BOOL tensor `{}` holds bytes other than 0 and 1", record.name));
+  }
+  return layout;
+}
+
+// A tensor that owns a copy of its bytes.
+torch::Tensor copied_tensor(const TensorRecord& record, const char* bytes) {
+  auto tensor = torch::empty(record.shape, torch::TensorOptions().dtype(find_dtype(record.dtype)->type));
+  if (record.end > record.begin) std::memcpy(tensor.data_ptr(), bytes, record.end - record.begin);
+  return tensor;
+}
+
+// A whole file mapped privately: readable and writable, a write copying the
+// page instead of reaching the file.
+class FileMapping {
+ public:
+  explicit FileMapping(const std::filesystem::path& path) {
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) throw Error(fmt::format("cannot open safetensors file {}: {}", path.string(), std::strerror(errno)));
+    struct stat status {};
+    const bool stated = ::fstat(fd, &status) == 0;
+    const int error = errno;
+    if (!stated || !S_ISREG(status.st_mode)) {
+      ::close(fd);
+      throw Error(fmt::format("cannot map {}: {}", path.string(), stated ? "not a regular file" : std::strerror(error)));
+    }
+    size_ = size_t(status.st_size);
+    // mmap refuses an empty range; an empty file is then just zero bytes to parse.
+    if (size_ > 0) {
+      void* address = ::mmap(nullptr, size_, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
+      if (address == MAP_FAILED) {
+        const int map_error = errno;
+        ::close(fd);
+        throw Error(fmt::format("cannot map {} ({} bytes) into memory: {}", path.string(), size_,
+                                std::strerror(map_error)));
+      }
+      data_ = static_cast<char*>(address);
+    }
+    ::close(fd);  // the mapping keeps the file alive
+  }
+  ~FileMapping() {
+    if (data_) ::munmap(data_, size_);
+  }
+  FileMapping(const FileMapping&) = delete;
+  FileMapping& operator=(const FileMapping&) = delete;
+
+  char* data() const { return data_; }
+  std::string_view bytes() const { return {data_, size_}; }
+
+ private:
+  char* data_ = nullptr;
+  size_t size_ = 0;
+};
 
 }  // namespace
 
@@ -203,53 +327,12 @@ int64_t write_safetensors(const std::filesystem::path& path, const std::vector<S
 }
 
 SafetensorsContents parse_safetensors(std::string_view bytes) {
-  if (bytes.size() < 8) throw Error(fmt::format("safetensors: {} bytes are too few for the 8-byte header length", bytes.size()));
-  uint64_t header_bytes = 0;
-  for (int i = 7; i >= 0; --i) header_bytes = (header_bytes << 8) | uint8_t(bytes[size_t(i)]);
-  if (header_bytes > kMaxHeaderBytes || header_bytes > bytes.size() - 8)
-    throw Error(fmt::format("safetensors: the header length {} does not fit the file's {} bytes", header_bytes,
-                            bytes.size()));
-  nlohmann::json header;
-  try {
-    header = nlohmann::json::parse(bytes.substr(8, header_bytes));
-  } catch (const nlohmann::json::exception& e) {
-    throw Error(fmt::format("safetensors: the header is not valid JSON ({})", e.what()));
-  }
-  if (!header.is_object()) throw Error("safetensors: the header is not a JSON object");
-  const std::string_view data = bytes.substr(8 + header_bytes);
-
+  SafetensorsLayout layout = parse_layout(bytes);
   SafetensorsContents contents;
-  std::vector<TensorRecord> records;
-  for (const auto& [name, info] : header.items()) {
-    if (name == kMetadataKey) {
-      contents.metadata = read_metadata(info);
-    } else {
-      records.push_back(read_record(name, info, data.size()));
-    }
-  }
-  // The data section is the tensors' bytes back to back: no overlap, no gap.
-  std::sort(records.begin(), records.end(), [](const TensorRecord& a, const TensorRecord& b) {
-    return std::tie(a.begin, a.end, a.name) < std::tie(b.begin, b.end, b.name);
-  });
-  uint64_t covered = 0;
-  for (const auto& record : records) {
-    if (record.begin != covered)
-      throw Error(fmt::format("safetensors: tensor `{}` starts at byte {} of the data, but the tensors before it "
-                              "end at {} (overlapping data or a gap)",
-                              record.name, record.begin, covered));
-    covered = record.end;
-  }
-  if (covered != data.size())
-    throw Error(fmt::format("safetensors: the tensors hold {} bytes but the data section has {}", covered, data.size()));
-
-  for (const auto& record : records) {
-    const auto bytes_of = data.substr(record.begin, record.end - record.begin);
-    if (record.dtype == "BOOL" &&
-        std::any_of(bytes_of.begin(), bytes_of.end(), [](char c) { return uint8_t(c) > 1; }))
-      throw Error(fmt::format("safetensors: BOOL tensor `{}` holds bytes other than 0 and 1", record.name));
-    auto tensor = torch::empty(record.shape, torch::TensorOptions().dtype(find_dtype(record.dtype)->type));
-    if (!bytes_of.empty()) std::copy(bytes_of.begin(), bytes_of.end(), static_cast<char*>(tensor.data_ptr()));
-    contents.entries.push_back({record.name, tensor, record.dtype});
+  contents.metadata = std::move(layout.metadata);
+  for (const auto& record : layout.records) {
+    contents.entries.push_back(
+        {record.name, copied_tensor(record, bytes.data() + layout.data_start + record.begin), record.dtype});
   }
   return contents;
 }
@@ -262,6 +345,35 @@ SafetensorsContents read_safetensors(const std::filesystem::path& path) {
   if (in.bad()) throw Error(fmt::format("cannot read safetensors file {}", path.string()));
   try {
     return parse_safetensors(bytes.str());
+  } catch (const Error& e) {
+    throw Error(fmt::format("{}: {}", path.string(), e.what()));
+  }
+}
+
+SafetensorsContents map_safetensors(const std::filesystem::path& path) {
+  const auto mapping = std::make_shared<FileMapping>(path);
+  try {
+    SafetensorsLayout layout = parse_layout(mapping->bytes());
+    SafetensorsContents contents;
+    contents.metadata = std::move(layout.metadata);
+    for (const auto& record : layout.records) {
+      char* bytes = mapping->data() + layout.data_start + record.begin;
+      const auto& type = *find_dtype(record.dtype);
+      // The format does not align data to the element size (only writers pad
+      // the header to 8 bytes), and kernels may assume aligned elements: such
+      // a tensor gets its own copy, as does an empty one (no bytes to share).
+      const bool aligned = reinterpret_cast<uintptr_t>(bytes) % uintptr_t(type.bytes) == 0;
+      torch::Tensor tensor;
+      if (!aligned || record.end == record.begin) {
+        tensor = copied_tensor(record, bytes);
+      } else {
+        // Every tensor holds the mapping; the last one to go unmaps it.
+        tensor = torch::from_blob(
+            bytes, record.shape, [mapping](void*) {}, torch::TensorOptions().dtype(type.type));
+      }
+      contents.entries.push_back({record.name, tensor, record.dtype});
+    }
+    return contents;
   } catch (const Error& e) {
     throw Error(fmt::format("{}: {}", path.string(), e.what()));
   }

@@ -46,7 +46,10 @@ std::pair<int64_t, int64_t> count_correct(const torch::Tensor& logits, const Bat
         "for sequence targets); got {} for a batch of {}",
         fmt::join(logits.sizes(), "x"), batch.inputs.size(0)));
   }
-  return {logits.argmax(-1).eq(batch.targets).sum().item<int64_t>(), batch.targets.numel()};
+  // Negative targets mark positions an earlier sliding window scored (data.h).
+  const auto scored = batch.targets.ge(0);
+  return {logits.argmax(-1).eq(batch.targets).logical_and(scored).sum().item<int64_t>(),
+          scored.sum().item<int64_t>()};
 }
 
 }  // namespace

@@ -1,1 +1,531 @@
-// placeholder until implemented
+#include "mcompress/models/kv_decoding.h"
+
+#include <ATen/Parallel.h>
+#include <torch/script.h>
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+
+#include "gemv_kernels.h"
+#include "mcompress/models/causal_lm.h"
+#include "mcompress/sdk/error.h"
+
+namespace mcompress {
+namespace {
+
+using Weights = std::map<std::string, torch::Tensor>;
+
+kernels::WeightType kernel_type(c10::ScalarType type) {
+  switch (type) {
+    case torch::kFloat:
+      return kernels::WeightType::Float32;
+    case torch::kBFloat16:
+      return kernels::WeightType::BFloat16;
+    case torch::kHalf:
+      return kernels::WeightType::Float16;
+    default:
+      throw Error(fmt::format("KV decoding runs float32, bfloat16 or float16 weights, not {}", c10::toString(type)));
+  }
+}
+
+torch::Tensor required(const Weights& weights, const std::string& name) {
+  const auto found = weights.find(name);
+  if (found == weights.end()) throw Error(fmt::format("the model has no tensor '{}'", name));
+  return found->second;
+}
+
+torch::Tensor optional_weight(const Weights& weights, const std::string& name) {
+  const auto found = weights.find(name);
+  return found == weights.end() ? torch::Tensor() : found->second;
+}
+
+std::vector<float> as_floats(const torch::Tensor& tensor) {
+  if (!tensor.defined()) return {};
+  const torch::Tensor flat = tensor.detach().to(torch::kFloat).contiguous().view(-1);
+  return std::vector<float>(flat.data_ptr<float>(), flat.data_ptr<float>() + flat.numel());
+}
+
+// A weight matrix [rows, cols] the kernels can stream: the model's own tensor
+// when it is already contiguous in a kernel dtype (never copied), else a copy.
+struct Linear {
+  torch::Tensor weight;
+  torch::Tensor bias;
+  std::vector<float> bias_floats;
+  kernels::WeightType type = kernels::WeightType::Float32;
+
+  Linear() = default;
+  Linear(torch::Tensor w, torch::Tensor b, c10::ScalarType compute_dtype, const std::string& name) {
+    if (w.dim() != 2) throw Error(fmt::format("'{}' must be a matrix, has {} dimensions", name, w.dim()));
+    w = w.detach();
+    if (w.scalar_type() != torch::kFloat && w.scalar_type() != torch::kBFloat16 && w.scalar_type() != torch::kHalf)
+      w = w.to(compute_dtype);
+    weight = w.is_contiguous() ? w : w.contiguous();
+    type = kernel_type(weight.scalar_type());
+    if (b.defined()) {
+      if (b.dim() != 1 || b.size(0) != weight.size(0))
+        throw Error(fmt::format("the bias of '{}' must have {} values", name, weight.size(0)));
+      bias = b.detach();
+      bias_floats = as_floats(bias);
+    }
+  }
+  int64_t rows() const { return weight.size(0); }
+  int64_t cols() const { return weight.size(1); }
+
+  // y = W x (+ b) for one float32 vector.
+  void apply(const float* x, float* y) const {
+    kernels::gemv(type, weight.data_ptr(), rows(), cols(), cols(), x, y);
+    for (size_t i = 0; i < bias_floats.size(); ++i) y[i] += bias_floats[i];
+  }
+  // The same for a batch of rows in the compute dtype, through LibTorch.
+  torch::Tensor apply(const torch::Tensor& x) const {
+    return torch::linear(x, weight.to(x.scalar_type()), bias.defined() ? bias.to(x.scalar_type()) : torch::Tensor());
+  }
+};
+
+struct FeedForward {
+  Linear gate, up, down;  // down(silu(gate x) * up x)
+};
+
+struct Layer {
+  torch::Tensor input_norm, post_norm, q_norm, k_norm;
+  std::vector<float> input_norm_floats, post_norm_floats, q_norm_floats, k_norm_floats;
+  Linear q, k, v, o;
+  FeedForward mlp;                  // dense layers
+  Linear router;                    // Mixtral: experts' scores
+  std::vector<FeedForward> experts;
+  int64_t heads = 0;
+  int64_t kv_heads = 0;
+  // float32 [batch, kv_heads, capacity, head_dim]: positions [0, length) are valid.
+  torch::Tensor key_cache, value_cache;
+};
+
+// float32 scratch of the single-token path, allocated once and grown only.
+struct Scratch {
+  std::vector<float> hidden, normed, q, k, v, attended, projected, gate, up, moe, router, scores, cos, sin;
+};
+
+void rms_norm(const float* x, const float* weight, int64_t size, double eps, float* out) {
+  double squares = 0.0;
+  for (int64_t i = 0; i < size; ++i) squares += double(x[i]) * x[i];
+  const float scale = float(1.0 / std::sqrt(squares / double(size) + eps));
+  for (int64_t i = 0; i < size; ++i) out[i] = x[i] * scale * weight[i];
+}
+
+// HF's RMSNorm: in float32, cast back, times the weight in the input's dtype.
+torch::Tensor rms_norm(const torch::Tensor& x, const torch::Tensor& weight, double eps) {
+  const torch::Tensor x32 = x.to(torch::kFloat);
+  const torch::Tensor normed = x32 * torch::rsqrt(x32.pow(2).mean(-1, true) + eps);
+  return weight.to(x.scalar_type()) * normed.to(x.scalar_type());
+}
+
+torch::Tensor rotate_half(const torch::Tensor& x) {
+  const int64_t half = x.size(-1) / 2;
+  return torch::cat({-x.narrow(-1, half, half), x.narrow(-1, 0, half)}, -1);
+}
+
+float silu(float x) { return x / (1.0f + std::exp(-x)); }
+
+// inv_freq = theta^(-2i/d), rescaled by wavelength for `llama3` rope scaling
+// (HF's _compute_llama3_parameters).
+std::vector<float> inverse_frequencies(const TransformerConfig& config, int64_t head_dim) {
+  std::vector<float> result(size_t(head_dim / 2));
+  for (int64_t i = 0; i < head_dim / 2; ++i) {
+    const float exponent = float(2 * i) / float(head_dim);
+    result[size_t(i)] = 1.0f / std::pow(float(config.rope_theta), exponent);
+  }
+  if (!config.rope_scaling) return result;
+  const Llama3RopeScaling& s = *config.rope_scaling;
+  const double old_context = double(s.original_max_position_embeddings);
+  const double low_freq_wavelen = old_context / s.low_freq_factor;
+  const double high_freq_wavelen = old_context / s.high_freq_factor;
+  for (float& frequency : result) {
+    const double wavelen = 2.0 * M_PI / frequency;
+    double scaled = wavelen > low_freq_wavelen ? frequency / s.factor : frequency;
+    const bool medium = !(wavelen < high_freq_wavelen) && !(wavelen > low_freq_wavelen);
+    if (medium) {
+      const double smooth = (old_context / wavelen - s.low_freq_factor) / (s.high_freq_factor - s.low_freq_factor);
+      scaled = (1.0 - smooth) * scaled / s.factor + smooth * scaled;
+    }
+    frequency = float(scaled);
+  }
+  return result;
+}
+
+int64_t count_layers(const Weights& weights) {
+  int64_t layers = 0;
+  while (weights.count(fmt::format("model.layers.{}.input_layernorm.weight", layers))) ++layers;
+  return layers;
+}
+
+}  // namespace
+
+struct KvDecoder::State {
+  TransformerConfig config;
+  Weights weights;  // keeps every tensor the decoder points into alive
+  c10::ScalarType dtype = torch::kFloat;
+  int64_t hidden = 0;
+  int64_t head_dim = 0;
+  torch::Tensor embed;
+  kernels::WeightType embed_type = kernels::WeightType::Float32;
+  Linear lm_head;
+  torch::Tensor final_norm;
+  std::vector<float> final_norm_floats;
+  std::vector<Layer> layers;
+  std::vector<float> inv_freq;
+  torch::Tensor inv_freq_tensor;
+  int64_t batch = 0;
+  int64_t length = 0;
+  int64_t capacity = 0;
+  Scratch scratch;
+
+  void ensure_cache(int64_t batch_size, int64_t needed);
+  torch::Tensor append_one_token(int64_t token);
+  torch::Tensor append_batch(const torch::Tensor& ids);
+  void single_token_feed_forward(const Layer& layer, const FeedForward& ffn, const float* x, float* out);
+  torch::Tensor batch_feed_forward(const Layer& layer, const torch::Tensor& x) const;
+};
+
+KvDecoder::KvDecoder(const torch::jit::Module& model) : KvDecoder(causal_lm_config(model), causal_lm_weights(model)) {}
+
+KvDecoder::KvDecoder(const TransformerConfig& config, std::map<std::string, torch::Tensor> weights)
+    : state_(std::make_unique<State>()) {
+  State& s = *state_;
+  s.config = config;
+  s.weights = std::move(weights);
+  const Weights& w = s.weights;
+
+  s.embed = required(w, "model.embed_tokens.weight").detach();
+  if (s.embed.dim() != 2) throw Error("'model.embed_tokens.weight' must be a matrix [vocabulary, hidden]");
+  if (!s.embed.is_contiguous()) s.embed = s.embed.contiguous();
+  s.embed_type = kernel_type(s.embed.scalar_type());
+  // LibTorch's CPU matrix products lack float16: several tokens at once run in float32 then.
+  s.dtype = s.embed.scalar_type() == torch::kHalf ? torch::kFloat : s.embed.scalar_type();
+  s.hidden = s.embed.size(1);
+  s.head_dim = config.head_dim > 0 ? config.head_dim
+                                   : (config.num_attention_heads > 0 ? s.hidden / config.num_attention_heads : 0);
+  if (s.head_dim <= 0 || s.head_dim % 2 != 0)
+    throw Error(fmt::format("head_dim must be a positive even number, is {}", s.head_dim));
+
+  const torch::Tensor head = optional_weight(w, "lm_head.weight");
+  s.lm_head = Linear(head.defined() ? head : s.embed, {}, s.dtype, "lm_head.weight");
+  s.final_norm = required(w, "model.norm.weight").detach();
+  s.final_norm_floats = as_floats(s.final_norm);
+
+  const int64_t layer_count = count_layers(w);
+  if (layer_count == 0) throw Error("the model has no layers ('model.layers.0.input_layernorm.weight' is missing)");
+  for (int64_t i = 0; i < layer_count; ++i) {
+    const std::string p = fmt::format("model.layers.{}.", i);
+    Layer layer;
+    auto linear = [&](const std::string& name, bool with_bias) {
+      return Linear(required(w, p + name + ".weight"), with_bias ? optional_weight(w, p + name + ".bias") : torch::Tensor(),
+                    s.dtype, p + name + ".weight");
+    };
+    layer.input_norm = required(w, p + "input_layernorm.weight").detach();
+    layer.post_norm = required(w, p + "post_attention_layernorm.weight").detach();
+    layer.q = linear("self_attn.q_proj", true);
+    layer.k = linear("self_attn.k_proj", true);
+    layer.v = linear("self_attn.v_proj", true);
+    layer.o = linear("self_attn.o_proj", true);
+    if (layer.q.rows() % s.head_dim != 0 || layer.k.rows() % s.head_dim != 0 || layer.v.rows() != layer.k.rows())
+      throw Error(fmt::format("layer {}: q/k/v rows ({}, {}, {}) are not whole heads of {}", i, layer.q.rows(),
+                              layer.k.rows(), layer.v.rows(), s.head_dim));
+    layer.heads = layer.q.rows() / s.head_dim;
+    layer.kv_heads = layer.k.rows() / s.head_dim;
+    if (layer.kv_heads == 0 || layer.heads % layer.kv_heads != 0)
+      throw Error(fmt::format("layer {}: {} query heads do not share {} key/value heads evenly", i, layer.heads,
+                              layer.kv_heads));
+    if (layer.o.cols() != layer.q.rows() || layer.o.rows() != s.hidden || layer.q.cols() != s.hidden)
+      throw Error(fmt::format("layer {}: attention projections disagree with hidden size {}", i, s.hidden));
+    layer.q_norm = optional_weight(w, p + "self_attn.q_norm.weight");
+    layer.k_norm = optional_weight(w, p + "self_attn.k_norm.weight");
+    if (layer.q_norm.defined() != layer.k_norm.defined())
+      throw Error(fmt::format("layer {}: q_norm and k_norm come together", i));
+    if (layer.q_norm.defined() && (layer.q_norm.numel() != s.head_dim || layer.k_norm.numel() != s.head_dim))
+      throw Error(fmt::format("layer {}: q_norm/k_norm must have head_dim ({}) values", i, s.head_dim));
+    const torch::Tensor router = optional_weight(w, p + "block_sparse_moe.gate.weight");
+    if (router.defined()) {
+      layer.router = Linear(router, {}, s.dtype, p + "block_sparse_moe.gate.weight");
+      for (int64_t e = 0; e < layer.router.rows(); ++e) {
+        // w1 = gate, w3 = up, w2 = down.
+        const std::string expert = fmt::format("block_sparse_moe.experts.{}.", e);
+        layer.experts.push_back({linear(expert + "w1", false), linear(expert + "w3", false), linear(expert + "w2", false)});
+      }
+    } else {
+      layer.mlp = {linear("mlp.gate_proj", false), linear("mlp.up_proj", false), linear("mlp.down_proj", false)};
+    }
+    layer.input_norm_floats = as_floats(layer.input_norm);
+    layer.post_norm_floats = as_floats(layer.post_norm);
+    layer.q_norm_floats = as_floats(layer.q_norm);
+    layer.k_norm_floats = as_floats(layer.k_norm);
+    s.layers.push_back(std::move(layer));
+  }
+
+  // The config as the tensors are now (pruned models differ from config.json).
+  const Layer& first = s.layers.front();
+  s.config.hidden_size = s.hidden;
+  s.config.vocab_size = s.lm_head.rows();
+  s.config.num_hidden_layers = layer_count;
+  s.config.head_dim = s.head_dim;
+  s.config.num_attention_heads = first.heads;
+  s.config.num_key_value_heads = first.kv_heads;
+  s.config.tie_word_embeddings = !head.defined();
+  s.config.attention_bias = first.q.bias.defined();
+  s.config.qk_norm = first.q_norm.defined();
+  if (first.router.weight.defined()) {
+    s.config.num_local_experts = first.router.rows();
+    s.config.intermediate_size = first.experts.front().gate.rows();
+    if (s.config.num_experts_per_tok <= 0) throw Error("a Mixtral model needs num_experts_per_tok");
+    s.config.num_experts_per_tok = std::min(s.config.num_experts_per_tok, s.config.num_local_experts);
+  } else {
+    s.config.num_local_experts = 0;
+    s.config.intermediate_size = first.mlp.gate.rows();
+  }
+
+  s.inv_freq = inverse_frequencies(s.config, s.head_dim);
+  s.inv_freq_tensor = torch::from_blob(s.inv_freq.data(), {int64_t(s.inv_freq.size())}, torch::kFloat).clone();
+}
+
+KvDecoder::~KvDecoder() = default;
+KvDecoder::KvDecoder(KvDecoder&&) noexcept = default;
+KvDecoder& KvDecoder::operator=(KvDecoder&&) noexcept = default;
+
+void KvDecoder::reset() { state_->length = 0; }
+int64_t KvDecoder::cached_tokens() const { return state_->length; }
+const TransformerConfig& KvDecoder::config() const { return state_->config; }
+
+void KvDecoder::State::ensure_cache(int64_t batch_size, int64_t needed) {
+  if (batch_size != batch) {
+    // A new batch size only at the start of a sequence: drop the old buffers.
+    batch = batch_size;
+    capacity = 0;
+  }
+  if (needed <= capacity) return;
+  // Doubling keeps the copies of a long generation to a constant per token.
+  const int64_t grown = std::max<int64_t>({needed, 2 * capacity, 256});
+  for (Layer& layer : layers) {
+    const auto options = torch::TensorOptions().dtype(torch::kFloat);
+    torch::Tensor keys = torch::empty({batch, layer.kv_heads, grown, head_dim}, options);
+    torch::Tensor values = torch::empty({batch, layer.kv_heads, grown, head_dim}, options);
+    if (length > 0 && capacity > 0) {
+      keys.narrow(2, 0, length).copy_(layer.key_cache.narrow(2, 0, length));
+      values.narrow(2, 0, length).copy_(layer.value_cache.narrow(2, 0, length));
+    }
+    layer.key_cache = keys;
+    layer.value_cache = values;
+  }
+  capacity = grown;
+}
+
+torch::Tensor KvDecoder::append(const torch::Tensor& ids) {
+  State& s = *state_;
+  if (ids.dim() != 2 || ids.size(0) == 0 || ids.size(1) == 0)
+    throw Error(fmt::format("token ids must be [N, T] with N, T > 0, got {} dimensions", ids.dim()));
+  if (s.length > 0 && ids.size(0) != s.batch)
+    throw Error(fmt::format("the cache holds a batch of {}, the new tokens a batch of {}", s.batch, ids.size(0)));
+  const torch::Tensor tokens = ids.to(torch::kLong).contiguous();
+  const int64_t vocabulary = s.embed.size(0);
+  const int64_t smallest = tokens.min().item<int64_t>(), largest = tokens.max().item<int64_t>();
+  if (smallest < 0 || largest >= vocabulary)
+    throw Error(fmt::format("token id {} is outside the vocabulary of {}", smallest < 0 ? smallest : largest, vocabulary));
+  s.ensure_cache(tokens.size(0), s.length + tokens.size(1));
+  torch::NoGradGuard no_grad;
+  if (tokens.numel() == 1) return s.append_one_token(tokens.data_ptr<int64_t>()[0]);
+  return s.append_batch(tokens);
+}
+
+// ---- One token, batch 1: float32 vectors through the streaming kernels --------
+
+void KvDecoder::State::single_token_feed_forward(const Layer& layer, const FeedForward& ffn, const float* x,
+                                                 float* out) {
+  const int64_t intermediate = ffn.gate.rows();
+  std::vector<float>& gate = scratch.gate;
+  std::vector<float>& up = scratch.up;
+  if (int64_t(gate.size()) < intermediate) {
+    gate.resize(size_t(intermediate));
+    up.resize(size_t(intermediate));
+  }
+  ffn.gate.apply(x, gate.data());
+  ffn.up.apply(x, up.data());
+  for (int64_t i = 0; i < intermediate; ++i) gate[size_t(i)] = silu(gate[size_t(i)]) * up[size_t(i)];
+  ffn.down.apply(gate.data(), out);
+}
+
+torch::Tensor KvDecoder::State::append_one_token(int64_t token) {
+  Scratch& m = scratch;
+  const int64_t position = length;
+  const int64_t half = head_dim / 2;
+  auto fit = [](std::vector<float>& buffer, int64_t size) {
+    if (int64_t(buffer.size()) < size) buffer.resize(size_t(size));
+  };
+  fit(m.hidden, hidden);
+  fit(m.normed, hidden);
+  fit(m.projected, hidden);
+  fit(m.moe, hidden);
+  fit(m.cos, half);
+  fit(m.sin, half);
+  for (int64_t i = 0; i < half; ++i) {
+    // As HF: the angle in float32, then its cosine and sine.
+    const float angle = float(position) * inv_freq[size_t(i)];
+    m.cos[size_t(i)] = std::cos(angle);
+    m.sin[size_t(i)] = std::sin(angle);
+  }
+  auto rotate = [&](float* x) {
+    for (int64_t i = 0; i < half; ++i) {
+      const float first = x[i], second = x[i + half];
+      x[i] = first * m.cos[size_t(i)] - second * m.sin[size_t(i)];
+      x[i + half] = second * m.cos[size_t(i)] + first * m.sin[size_t(i)];
+    }
+  };
+
+  float* h = m.hidden.data();
+  kernels::widen(embed_type, static_cast<const char*>(embed.data_ptr()) + token * hidden * embed.element_size(),
+                 hidden, h);
+  const double eps = config.rms_norm_eps;
+  const float scale = float(1.0 / std::sqrt(double(head_dim)));
+  for (Layer& layer : layers) {
+    fit(m.q, layer.heads * head_dim);
+    fit(m.k, layer.kv_heads * head_dim);
+    fit(m.v, layer.kv_heads * head_dim);
+    fit(m.attended, layer.heads * head_dim);
+    fit(m.scores, layer.heads * capacity);
+
+    rms_norm(h, layer.input_norm_floats.data(), hidden, eps, m.normed.data());
+    layer.q.apply(m.normed.data(), m.q.data());
+    layer.k.apply(m.normed.data(), m.k.data());
+    layer.v.apply(m.normed.data(), m.v.data());
+    for (int64_t head = 0; head < layer.heads; ++head) {
+      float* q = m.q.data() + head * head_dim;
+      if (!layer.q_norm_floats.empty()) rms_norm(q, layer.q_norm_floats.data(), head_dim, eps, q);
+      rotate(q);
+    }
+    float* keys = layer.key_cache.data_ptr<float>();
+    float* values = layer.value_cache.data_ptr<float>();
+    for (int64_t head = 0; head < layer.kv_heads; ++head) {
+      float* k = m.k.data() + head * head_dim;
+      if (!layer.k_norm_floats.empty()) rms_norm(k, layer.k_norm_floats.data(), head_dim, eps, k);
+      rotate(k);
+      const int64_t slot = (head * capacity + position) * head_dim;
+      std::copy(k, k + head_dim, keys + slot);
+      std::copy(m.v.data() + head * head_dim, m.v.data() + (head + 1) * head_dim, values + slot);
+    }
+    const int64_t group = layer.heads / layer.kv_heads;
+    const int64_t visible = position + 1;
+    const int64_t grain = std::max<int64_t>(1, 16384 / (visible * head_dim));
+    at::parallel_for(0, layer.heads, grain, [&](int64_t begin, int64_t end) {
+      for (int64_t head = begin; head < end; ++head) {
+        const int64_t kv = head / group;
+        kernels::attend(m.q.data() + head * head_dim, keys + kv * capacity * head_dim,
+                        values + kv * capacity * head_dim, visible, head_dim, head_dim, scale,
+                        m.scores.data() + head * capacity, m.attended.data() + head * head_dim);
+      }
+    });
+    layer.o.apply(m.attended.data(), m.projected.data());
+    for (int64_t i = 0; i < hidden; ++i) h[i] += m.projected[size_t(i)];
+
+    rms_norm(h, layer.post_norm_floats.data(), hidden, eps, m.normed.data());
+    if (layer.experts.empty()) {
+      single_token_feed_forward(layer, layer.mlp, m.normed.data(), m.projected.data());
+      for (int64_t i = 0; i < hidden; ++i) h[i] += m.projected[size_t(i)];
+      continue;
+    }
+    // Mixtral: softmax over all experts, the top k, their weights renormalised.
+    const int64_t experts = layer.router.rows();
+    fit(m.router, experts);
+    layer.router.apply(m.normed.data(), m.router.data());
+    const float largest = *std::max_element(m.router.begin(), m.router.begin() + experts);
+    for (int64_t e = 0; e < experts; ++e) m.router[size_t(e)] = std::exp(m.router[size_t(e)] - largest);
+    std::vector<int64_t> order(static_cast<size_t>(experts));
+    std::iota(order.begin(), order.end(), 0);
+    const int64_t chosen = config.num_experts_per_tok;
+    std::partial_sort(order.begin(), order.begin() + chosen, order.end(),
+                      [&](int64_t a, int64_t b) { return m.router[size_t(a)] > m.router[size_t(b)]; });
+    float chosen_total = 0.0f;
+    for (int64_t c = 0; c < chosen; ++c) chosen_total += m.router[size_t(order[size_t(c)])];
+    for (int64_t c = 0; c < chosen; ++c) {
+      const int64_t e = order[size_t(c)];
+      single_token_feed_forward(layer, layer.experts[size_t(e)], m.normed.data(), m.moe.data());
+      const float weight = m.router[size_t(e)] / chosen_total;
+      for (int64_t i = 0; i < hidden; ++i) h[i] += weight * m.moe[size_t(i)];
+    }
+  }
+  rms_norm(h, final_norm_floats.data(), hidden, eps, m.normed.data());
+  torch::Tensor logits = torch::empty({1, lm_head.rows()}, torch::kFloat);
+  lm_head.apply(m.normed.data(), logits.data_ptr<float>());
+  length = position + 1;
+  return logits;
+}
+
+// ---- Several tokens or rows: LibTorch's matrix products in the model's dtype ----
+
+torch::Tensor KvDecoder::State::batch_feed_forward(const Layer& layer, const torch::Tensor& x) const {
+  auto dense = [](const FeedForward& ffn, const torch::Tensor& input) {
+    return ffn.down.apply(torch::silu(ffn.gate.apply(input)) * ffn.up.apply(input));
+  };
+  if (layer.experts.empty()) return dense(layer.mlp, x);
+  const auto shape = x.sizes().vec();
+  const torch::Tensor flat = x.reshape({-1, hidden});
+  const torch::Tensor routing = torch::softmax(layer.router.apply(flat), -1, torch::kFloat);
+  auto [top_weights, top_experts] = routing.topk(config.num_experts_per_tok, -1);
+  top_weights = (top_weights / top_weights.sum(-1, true)).to(x.scalar_type());
+  torch::Tensor out = torch::zeros_like(flat);
+  for (int64_t e = 0; e < int64_t(layer.experts.size()); ++e) {
+    const torch::Tensor hits = (top_experts == e).nonzero();  // [hits, 2]: token, slot
+    if (hits.size(0) == 0) continue;
+    const torch::Tensor rows = hits.select(1, 0), slots = hits.select(1, 1);
+    const torch::Tensor weight = top_weights.index({rows, slots}).unsqueeze(1);
+    out.index_add_(0, rows, dense(layer.experts[size_t(e)], flat.index_select(0, rows)) * weight);
+  }
+  return out.view(shape);
+}
+
+torch::Tensor KvDecoder::State::append_batch(const torch::Tensor& ids) {
+  const int64_t n = ids.size(0), t = ids.size(1), past = length, total = past + t;
+  torch::Tensor x = torch::embedding(embed, ids).to(dtype);  // [N, T, hidden]
+  const torch::Tensor positions = torch::arange(past, total, torch::kFloat);
+  const torch::Tensor angles = torch::outer(positions, inv_freq_tensor);
+  const torch::Tensor both = torch::cat({angles, angles}, -1);
+  const torch::Tensor cos = both.cos().to(dtype), sin = both.sin().to(dtype);  // [T, head_dim]
+  const torch::Tensor future = torch::arange(total).unsqueeze(0) > torch::arange(past, total).unsqueeze(1);  // [T, L]
+  const double eps = config.rms_norm_eps;
+  const double scale = 1.0 / std::sqrt(double(head_dim));
+  for (Layer& layer : layers) {
+    const torch::Tensor normed = rms_norm(x, layer.input_norm, eps);
+    torch::Tensor q = layer.q.apply(normed).view({n, t, layer.heads, head_dim});
+    torch::Tensor k = layer.k.apply(normed).view({n, t, layer.kv_heads, head_dim});
+    const torch::Tensor v = layer.v.apply(normed).view({n, t, layer.kv_heads, head_dim}).transpose(1, 2);
+    if (layer.q_norm.defined()) {
+      q = rms_norm(q, layer.q_norm, eps);
+      k = rms_norm(k, layer.k_norm, eps);
+    }
+    q = q.transpose(1, 2);
+    k = k.transpose(1, 2);
+    q = q * cos + rotate_half(q) * sin;
+    k = k * cos + rotate_half(k) * sin;
+    layer.key_cache.narrow(2, past, t).copy_(k);
+    layer.value_cache.narrow(2, past, t).copy_(v);
+    const int64_t group = layer.heads / layer.kv_heads;
+    auto repeated = [&](const torch::Tensor& cache) {
+      return cache.narrow(2, 0, total)
+          .to(dtype)
+          .unsqueeze(2)
+          .expand({n, layer.kv_heads, group, total, head_dim})
+          .reshape({n, layer.heads, total, head_dim});
+    };
+    const torch::Tensor keys = repeated(layer.key_cache), values = repeated(layer.value_cache);
+    const torch::Tensor scores = torch::matmul(q, keys.transpose(-1, -2)) * scale;
+    const torch::Tensor probabilities =
+        torch::softmax(scores.masked_fill(future, -std::numeric_limits<double>::infinity()), -1, torch::kFloat)
+            .to(dtype);
+    const torch::Tensor attended = torch::matmul(probabilities, values).transpose(1, 2).reshape({n, t, -1});
+    x = x + layer.o.apply(attended);
+    x = x + batch_feed_forward(layer, rms_norm(x, layer.post_norm, eps));
+  }
+  length = total;
+  const torch::Tensor last = rms_norm(x.select(1, t - 1), final_norm, eps);
+  return lm_head.apply(last).to(torch::kFloat);
+}
+
+}  // namespace mcompress

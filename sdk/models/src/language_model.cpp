@@ -107,8 +107,11 @@ LanguageModelScores evaluate_language_model(const torch::jit::Module& model, con
   while (batches.next(batch)) {
     const auto logits = forward_tensor(model, batch.inputs);
     check_logits(logits, batch.inputs);
-    const auto rows = logits.reshape({-1, logits.size(2)});
-    const auto targets = batch.targets.reshape({-1});
+    // Positions with a negative target were scored by an earlier window.
+    const auto all_targets = batch.targets.reshape({-1});
+    const auto scored = all_targets.ge(0).nonzero().reshape({-1});
+    const auto rows = logits.reshape({-1, logits.size(2)}).index_select(0, scored).to(torch::kFloat);
+    const auto targets = all_targets.index_select(0, scored);
     total_nats += torch::nn::functional::cross_entropy(
                       rows, targets,
                       torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum))
@@ -117,6 +120,7 @@ LanguageModelScores evaluate_language_model(const torch::jit::Module& model, con
     scores.tokens += targets.numel();
     progress.update(++done, fmt::format("{:.3f} nats/token", total_nats / double(scores.tokens)));
   }
+  if (scores.tokens == 0) throw Error(fmt::format("'{}' has no scored positions", data.name));
   scores.cross_entropy = total_nats / double(scores.tokens);
   scores.bits_per_token = scores.cross_entropy / std::log(2.0);
   scores.perplexity = std::exp(scores.cross_entropy);

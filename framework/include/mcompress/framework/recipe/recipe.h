@@ -37,14 +37,25 @@ class PassCatalog {
 struct ModelSpec {
   std::string zoo;                      // built-in model name, or empty
   std::string path;                     // TorchScript file (absolute), or empty
+  std::string hf;                       // Hugging Face checkpoint directory (absolute), or empty
+  // What checkpoint models (this one, and teachers and students read from
+  // checkpoints) compute in: "float32", "bfloat16", "float16" or "checkpoint".
+  std::string dtype = "float32";
   std::map<std::string, int64_t> options;  // zoo size options, e.g. width: 32
   std::vector<int64_t> input_shape{1, 28, 28};  // one sample, without batch
   int64_t num_classes = 10;
 };
 
 struct DataSpec {
-  std::string dataset = "fashion_mnist";  // or "tiny_shakespeare" (character-level text)
+  // "fashion_mnist", "tiny_shakespeare" (character-level text) or "text"
+  // (UTF-8 text or JSON Lines tokenized by a Hugging Face tokenizer)
+  std::string dataset = "fashion_mnist";
   std::string path = "/usr/share/datasets/fashion-mnist";  // a directory, or the text file
+  std::vector<std::string> text_files;  // `text`: the files (absolute), path is the first
+  std::string field = "text";           // `text`: the text field of JSON Lines records
+  std::string tokenizer;                // `text`: tokenizer directory; empty: the model's checkpoint
+  int64_t tokenizer_vocab = 0;          // `text`: > 0 trains a byte-level BPE of this size on the text
+  int64_t eval_stride = 0;              // `text`: held-out sliding-window stride; 0: context
   int64_t train_limit = 0;  // 0: all (samples; windows of text)
   int64_t eval_limit = 0;   // 0: all
   int64_t calibration_size = 512;
@@ -52,7 +63,8 @@ struct DataSpec {
   int64_t context = 64;            // text: tokens per window
   double test_fraction = 0.1;      // text: the end of the file held out for the probes
 
-  bool is_text() const { return dataset == "tiny_shakespeare"; }
+  bool is_text() const { return dataset == "tiny_shakespeare" || dataset == "text"; }
+  bool is_tokenized_text() const { return dataset == "text"; }
 };
 
 enum class OnGateFail { Rollback, Stop };
@@ -69,7 +81,9 @@ struct ProbeSpec {
   int latency_warmup = 5;
   int latency_runs = 30;
   int64_t eval_batch_size = 256;
-  int64_t sample_length = 200;  // characters the text_sample probe generates
+  int64_t sample_length = 200;  // tokens (characters for character models) text_sample generates
+  int64_t prompt_length = 128;  // generation probe: prompt tokens of the prefill
+  int64_t new_tokens = 32;      // generation probe: tokens decoded
   // Edge profile: the latency and memory probes again under a device's limits.
   struct Edge {
     int threads = 1;
@@ -95,7 +109,7 @@ bool is_builtin_probe(const std::string& name);
 struct StudentSpec {
   std::string zoo;                         // a built-in model with fresh weights, or empty
   std::map<std::string, int64_t> options;  // its size options
-  std::string path;                        // a TorchScript file (absolute), or empty
+  std::string path;                        // a TorchScript file or checkpoint directory (absolute), or empty
   std::string stage;                       // "original" or an earlier stage's model, or empty
 };
 

@@ -20,6 +20,11 @@ MCOMPRESS_SDK_API c10::ScalarType hf_compute_dtype(const std::string& name, cons
 MCOMPRESS_SDK_API torch::jit::Module load_hf_model(const std::filesystem::path& directory,
                                                    const std::string& dtype = "float32");
 
+// Whether save_hf_model can write `model`: a causal LM whose parameters are
+// still the checkpoint's tensors under their names (not replaced by quantized
+// layers, not frozen into constants).
+MCOMPRESS_SDK_API bool writable_as_checkpoint(const torch::jit::Module& model);
+
 // Writes `model` (a causal LM) as a checkpoint: config.json updated to its
 // current shapes, the weights in `storage_dtype` (kBFloat16, kHalf or kFloat;
 // kUndefined: config.json's torch_dtype, else the parameters' dtype), the

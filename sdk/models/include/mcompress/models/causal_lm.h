@@ -25,9 +25,13 @@ namespace mcompress {
 
 // Builds the module from `weights` (HF names; any floating dtype) holding them
 // in `compute_dtype` (kFloat, kBFloat16 or kHalf; tensors already of that
-// dtype are used as they are, not copied). `config_json` is the config.json
-// text kept on the module. Throws mcompress::Error naming the first tensor
-// that is missing, unexpected, or of the wrong shape for `config`.
+// dtype are used as they are, not copied; LibTorch 1.13 has no float16
+// matmul on the CPU, so kHalf is for accelerators). `config_json` is the
+// config.json text kept on the module. The module also holds the RoPE
+// inverse frequencies (float32, llama3 scaling applied) as the buffer
+// "model.rotary_emb.inv_freq"; it is not a parameter. Throws mcompress::Error
+// naming the first tensor that is missing, unexpected, or of the wrong shape
+// for `config`.
 MCOMPRESS_SDK_API torch::jit::Module build_causal_lm(const TransformerConfig& config,
                                                      const std::string& config_json,
                                                      const std::map<std::string, torch::Tensor>& weights,

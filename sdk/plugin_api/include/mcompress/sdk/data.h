@@ -21,10 +21,17 @@ struct MCOMPRESS_SDK_API Dataset {
   torch::Tensor targets;
   int64_t num_classes = 0;  // classes, or the vocabulary size of a token dataset
   // Token datasets of character-level text: alphabet[id] is the byte that token
-  // id stands for (language_model.h). Empty for other datasets.
+  // id stands for (language_model.h). Empty for other datasets, including
+  // text tokenized by a Hugging Face tokenizer.
   std::string alphabet;
 
-  bool is_token_sequence() const { return !alphabet.empty(); }
+  // Next-token windows: int64 inputs [N, T] and targets [N, T]. A target below
+  // zero (-100, as PyTorch's cross_entropy ignores) is not scored: the
+  // positions of a sliding-window evaluation that an earlier window scored.
+  bool is_token_sequence() const {
+    return inputs.defined() && targets.defined() && inputs.dim() == 2 && targets.dim() == 2 &&
+           inputs.scalar_type() == torch::kLong;
+  }
 
   int64_t size() const { return inputs.defined() ? inputs.size(0) : 0; }
   // Rows [start, start + count) clipped to the dataset; shares storage.

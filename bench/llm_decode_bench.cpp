@@ -1,0 +1,242 @@
+// Decode and prefill speed of KvDecoder on a Hugging Face checkpoint, against
+// the machine's memory bandwidth: batch-1 decode reads every weight once per
+// token, so weights' bytes / bandwidth bounds tokens/s. Prints a table and one
+// "JSON: {...}" line (bench/llm_decode.sh compares it with PyTorch eager).
+//
+//   mcompress_llm_decode_bench CHECKPOINT_DIR [--threads 2] [--prompt 64]
+//       [--new 32] [--reps 5] [--dtype checkpoint]
+#include <ATen/Parallel.h>
+#include <dlfcn.h>
+#include <sys/wait.h>
+#include <torch/script.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <fstream>
+#include <iostream>
+#include <numeric>
+#include <random>
+#include <thread>
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
+#include "mcompress/formats/hf_model.h"
+#include "mcompress/models/causal_lm.h"
+#include "mcompress/models/kv_decoding.h"
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+struct Options {
+  std::string checkpoint;
+  int threads = 2;
+  int64_t prompt = 64;
+  int64_t new_tokens = 32;
+  int reps = 5;
+  std::string dtype = "checkpoint";
+};
+
+Options parse(int argc, char** argv) {
+  Options o;
+  if (argc < 2) throw std::runtime_error("usage: mcompress_llm_decode_bench CHECKPOINT_DIR [--threads N] [--prompt T]"
+                                         " [--new T] [--reps R] [--dtype checkpoint|float32|bfloat16]");
+  o.checkpoint = argv[1];
+  for (int i = 2; i + 1 < argc; i += 2) {
+    const std::string key = argv[i], value = argv[i + 1];
+    if (key == "--threads") o.threads = std::stoi(value);
+    else if (key == "--prompt") o.prompt = std::stoll(value);
+    else if (key == "--new") o.new_tokens = std::stoll(value);
+    else if (key == "--reps") o.reps = std::stoi(value);
+    else if (key == "--dtype") o.dtype = value;
+    else throw std::runtime_error("unknown option " + key);
+  }
+  return o;
+}
+
+double seconds_since(Clock::time_point start) { return std::chrono::duration<double>(Clock::now() - start).count(); }
+
+// Debian's OpenBLAS (pthread build) keeps its workers spinning after each
+// product, next to LibTorch's threads on the same cores: prefill's float32
+// products run it on the calling thread. Returns false when BLAS is not OpenBLAS.
+bool run_openblas_on_the_calling_thread() {
+  using SetThreads = void (*)(int);
+  auto set_threads = reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"));
+  if (!set_threads) return false;
+  set_threads(1);
+  return true;
+}
+
+double status_mb(const std::string& field) {
+  std::ifstream status("/proc/self/status");
+  std::string line;
+  while (std::getline(status, line))
+    if (line.rfind(field + ":", 0) == 0) return std::stod(line.substr(field.size() + 1)) / 1024.0;
+  return 0.0;
+}
+
+// ---- Memory bandwidth: the best rate at which `threads` threads read a buffer far larger than the caches ----
+
+#if defined(__x86_64__)
+// Eight streams per thread with software prefetch: what a read-only kernel
+// can get, so the bound below is not flattered by a weak measurement.
+__attribute__((target("avx512f"))) float read_avx512(const float* data, size_t count) {
+  const size_t stream = count / 8;
+  __m512 sums[8];
+  for (auto& s : sums) s = _mm512_setzero_ps();
+  for (size_t i = 0; i + 16 <= stream; i += 16)
+    for (int s = 0; s < 8; ++s) {
+      _mm_prefetch(reinterpret_cast<const char*>(data + s * stream + i + 1024), _MM_HINT_T0);
+      sums[s] = _mm512_add_ps(sums[s], _mm512_loadu_ps(data + s * stream + i));
+    }
+  for (int s = 1; s < 8; ++s) sums[0] = _mm512_add_ps(sums[0], sums[s]);
+  alignas(64) float lanes[16];
+  _mm512_store_ps(lanes, sums[0]);
+  return std::accumulate(lanes, lanes + 16, 0.0f);
+}
+#endif
+
+float read_portable(const float* data, size_t count) {
+  float sums[8] = {};
+  for (size_t i = 0; i + 8 <= count; i += 8)
+    for (int s = 0; s < 8; ++s) sums[s] += data[i + size_t(s)];
+  return std::accumulate(sums, sums + 8, 0.0f);
+}
+
+double measure_bandwidth(int threads) {
+  const size_t count = size_t{1} << 28;  // 1 GiB of floats
+  std::vector<float> buffer(count, 1.0f);
+  bool avx512 = false;
+#if defined(__x86_64__)
+  avx512 = __builtin_cpu_supports("avx512f");
+#endif
+  double best = 0.0;
+  for (int rep = 0; rep < 7; ++rep) {
+    std::vector<std::thread> workers;
+    std::vector<float> sinks(static_cast<size_t>(threads));
+    const size_t share = count / size_t(threads);
+    const Clock::time_point start = Clock::now();
+    for (int t = 0; t < threads; ++t)
+      workers.emplace_back([&, t] {
+        const float* part = buffer.data() + size_t(t) * share;
+#if defined(__x86_64__)
+        sinks[size_t(t)] = avx512 ? read_avx512(part, share) : read_portable(part, share);
+#else
+        sinks[size_t(t)] = read_portable(part, share);
+#endif
+      });
+    for (auto& w : workers) w.join();
+    best = std::max(best, double(count * sizeof(float)) / seconds_since(start));
+    if (sinks[0] < 0) std::cout << "";  // keeps the reads
+  }
+  return best;
+}
+
+// In a child process, so the 1 GiB buffer never counts in this process's peak memory.
+double bandwidth_in_child(int threads) {
+  int pipe_ends[2];
+  if (pipe(pipe_ends) != 0) throw std::runtime_error("pipe failed");
+  const pid_t child = fork();
+  if (child == 0) {
+    const double rate = measure_bandwidth(threads);
+    if (write(pipe_ends[1], &rate, sizeof rate) != sizeof rate) _exit(1);
+    _exit(0);
+  }
+  close(pipe_ends[1]);
+  double rate = 0.0;
+  if (read(pipe_ends[0], &rate, sizeof rate) != sizeof rate) throw std::runtime_error("bandwidth child failed");
+  close(pipe_ends[0]);
+  waitpid(child, nullptr, 0);
+  return rate;
+}
+
+struct Spread {
+  double median = 0, min = 0, max = 0;
+};
+Spread spread(std::vector<double> values) {
+  std::sort(values.begin(), values.end());
+  return {values[values.size() / 2], values.front(), values.back()};
+}
+
+}  // namespace
+
+int main(int argc, char** argv) try {
+  const Options o = parse(argc, argv);
+  const double bandwidth = bandwidth_in_child(o.threads);  // before LibTorch starts any thread
+  at::set_num_threads(o.threads);
+  const bool pinned_blas = run_openblas_on_the_calling_thread();
+
+  const Clock::time_point load_start = Clock::now();
+  const torch::jit::Module model = mcompress::load_hf_model(o.checkpoint, o.dtype);
+  mcompress::KvDecoder decoder(model);
+  const double load_seconds = seconds_since(load_start);
+  const double rss_after_load = status_mb("VmRSS");
+
+  // Bytes one decode step reads: every weight, except that an untied
+  // embedding contributes a single row.
+  const mcompress::TransformerConfig& config = decoder.config();
+  int64_t weight_bytes = 0, embedding_bytes = 0;
+  std::string dtype_name;
+  for (const auto& [name, tensor] : mcompress::causal_lm_weights(model)) {
+    weight_bytes += tensor.numel() * int64_t(tensor.element_size());
+    if (name == "model.embed_tokens.weight") {
+      embedding_bytes = tensor.numel() * int64_t(tensor.element_size());
+      dtype_name = c10::toString(tensor.scalar_type());
+    }
+  }
+  const int64_t bytes_per_token = config.tie_word_embeddings ? weight_bytes : weight_bytes - embedding_bytes;
+  const double bound = bandwidth / double(bytes_per_token);
+
+  std::mt19937_64 random(42);
+  std::vector<int64_t> prompt(size_t(o.prompt));
+  for (auto& token : prompt) token = int64_t(random() % uint64_t(config.vocab_size));
+  mcompress::GenerationOptions options;
+  options.max_new_tokens = o.new_tokens;
+
+  // The first run faults the mapped weights in; it is the "first token after load".
+  mcompress::GenerationOptions warm = options;
+  warm.max_new_tokens = 2;
+  const Clock::time_point warm_start = Clock::now();
+  mcompress::generate(decoder, prompt, warm);
+  const double warm_seconds = seconds_since(warm_start);
+
+  std::vector<double> prefill_rates, decode_rates;
+  for (int rep = 0; rep < o.reps; ++rep) {
+    const mcompress::GenerationResult result = mcompress::generate(decoder, prompt, options);
+    prefill_rates.push_back(double(o.prompt) / result.prefill_seconds);
+    decode_rates.push_back(double(result.tokens.size() - 1) / result.decode_seconds);
+  }
+  const Spread prefill = spread(prefill_rates), decode = spread(decode_rates);
+  const double peak_rss = status_mb("VmHWM");
+
+  std::cout << fmt::format(
+      "mcompress KvDecoder: {} ({} layers, hidden {}, vocab {}, {}), {} threads, {}, prompt {}, {} new tokens, {} reps\n",
+      o.checkpoint, config.num_hidden_layers, config.hidden_size, config.vocab_size, dtype_name, o.threads,
+      pinned_blas ? "OpenBLAS on the calling thread" : "BLAS as configured", o.prompt, o.new_tokens, o.reps);
+  std::cout << "| weights (MB) | bytes/token (MB) | bandwidth (GB/s) | bound (tok/s) | decode tok/s median [min, max] | "
+               "% of bound | prefill tok/s median [min, max] | load (s) | first run (s) | RSS after load (MB) | peak RSS (MB) | peak RSS / weights |\n";
+  std::cout << "|---|---|---|---|---|---|---|---|---|---|---|---|\n";
+  std::cout << fmt::format("| {:.0f} | {:.0f} | {:.1f} | {:.2f} | {:.2f} [{:.2f}, {:.2f}] | {:.0f}% | {:.1f} [{:.1f}, {:.1f}] | "
+                           "{:.2f} | {:.2f} | {:.0f} | {:.0f} | {:.2f} |\n",
+                           weight_bytes / 1e6, bytes_per_token / 1e6, bandwidth / 1e9, bound, decode.median, decode.min,
+                           decode.max, 100 * decode.median / bound, prefill.median, prefill.min, prefill.max,
+                           load_seconds, warm_seconds, rss_after_load, peak_rss, peak_rss * 1024 * 1024 / weight_bytes);
+  std::cout << fmt::format(
+      "JSON: {{\"runner\": \"mcompress\", \"checkpoint\": \"{}\", \"dtype\": \"{}\", \"threads\": {}, \"prompt\": {}, "
+      "\"new_tokens\": {}, \"weight_bytes\": {}, \"bytes_per_token\": {}, \"bandwidth_gbs\": {:.3f}, "
+      "\"bound_tps\": {:.3f}, \"decode_tps\": [{}], \"prefill_tps\": [{}], \"load_s\": {:.3f}, "
+      "\"first_run_s\": {:.3f}, \"rss_after_load_mb\": {:.1f}, \"peak_rss_mb\": {:.1f}}}\n",
+      o.checkpoint, dtype_name, o.threads, o.prompt, o.new_tokens, weight_bytes, bytes_per_token, bandwidth / 1e9, bound,
+      fmt::join(decode_rates, ", "), fmt::join(prefill_rates, ", "), load_seconds, warm_seconds, rss_after_load,
+      peak_rss);
+  return 0;
+} catch (const std::exception& e) {
+  std::cerr << "error: " << e.what() << "\n";
+  return 1;
+}
