@@ -24,6 +24,7 @@
 
 #if defined(__x86_64__)
 #include <immintrin.h>
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"  // GCC 12's AVX-512 intrinsics, see gemv_kernels.cpp
 #endif
 
 #include "mcompress/formats/hf_model.h"
@@ -111,7 +112,9 @@ float read_portable(const float* data, size_t count) {
 
 double measure_bandwidth(int threads) {
   const size_t count = size_t{1} << 28;  // 1 GiB of floats
-  std::vector<float> buffer(count, 1.0f);
+  // Varied values: pages of one repeated value can be deduplicated by a host and read faster than memory.
+  std::vector<float> buffer(count);
+  for (size_t i = 0; i < count; ++i) buffer[i] = float(i % 1000003) * 1e-6f;
   bool avx512 = false;
 #if defined(__x86_64__)
   avx512 = __builtin_cpu_supports("avx512f");

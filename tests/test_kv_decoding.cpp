@@ -7,6 +7,7 @@
 #include <map>
 #include <string>
 
+#include "mcompress/models/causal_lm.h"
 #include "mcompress/models/kv_decoding.h"
 
 namespace mcompress {
@@ -310,6 +311,25 @@ TEST(KvDecoding, RejectsMissingWeightsAndBadIds) {
   KvDecoder decoder(config, weights);
   EXPECT_THROW(decoder.append(torch::full({1, 2}, config.vocab_size, torch::kLong)), std::exception);
   EXPECT_THROW(decoder.append(torch::zeros({3}, torch::kLong)), std::exception);
+}
+
+TEST(KvDecoding, ModuleConstructorMatchesTheModulesForward) {
+  // Qwen3 (q/k norm, head_dim apart from hidden / heads) as build_causal_lm makes it from config.json.
+  const std::string config_json = R"({"model_type": "qwen3", "vocab_size": 101, "hidden_size": 64,
+    "intermediate_size": 96, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
+    "head_dim": 32, "rms_norm_eps": 1e-5, "rope_theta": 10000.0, "tie_word_embeddings": true,
+    "max_position_embeddings": 128, "torch_dtype": "float32"})";
+  const TransformerConfig config = small_config(TransformerFamily::Qwen3);
+  const Weights weights = random_weights(config, 12);
+  torch::jit::Module model = build_causal_lm(config, config_json, weights, torch::kFloat);
+  const torch::Tensor ids = torch::randint(config.vocab_size, {1, 6}, torch::kLong);
+  const torch::Tensor expected = model.forward({ids}).toTensor();
+  EXPECT_LT(relative_difference(expected, reference_forward(config, weights, ids)), 1e-4);
+  KvDecoder decoder(model);
+  EXPECT_EQ(decoder.config().head_dim, 32);
+  EXPECT_LT(relative_difference(decoder.append(ids.narrow(1, 0, 4)), expected.select(1, 3)), 1e-4);
+  EXPECT_LT(relative_difference(decoder.append(ids.narrow(1, 4, 1)), expected.select(1, 4)), 1e-4);
+  EXPECT_LT(relative_difference(decoder.append(ids.narrow(1, 5, 1)), expected.select(1, 5)), 1e-4);
 }
 
 // ---- generate ----

@@ -8,7 +8,9 @@
 
 #include <fmt/format.h>
 
+#include "mcompress/formats/hf_model.h"
 #include "mcompress/models/causal_lm.h"
+#include "mcompress/models/language_model.h"
 #include "mcompress/models/kv_decoding.h"
 #include "mcompress/sdk/error.h"
 
@@ -71,6 +73,19 @@ TextSample causal_lm_text_sample(const torch::jit::Module& model, const Dataset&
     throw Error("the text_sample probe needs held-out text (a text dataset)");
   const auto first = eval.inputs[0].contiguous();
   const std::vector<int64_t> prompt(first.data_ptr<int64_t>(), first.data_ptr<int64_t>() + first.numel());
+  if (!writable_as_checkpoint(model)) {
+    // Layers the decoder cannot read (quantized ones): sample through the
+    // module's own forward, one window of context at a time.
+    auto generator = at::make_generator<at::CPUGeneratorImpl>(seed);
+    SamplingOptions sampling;
+    sampling.new_tokens = length;
+    sampling.temperature = 0.8;
+    sampling.max_context = first.numel();
+    const auto tokens = sample_tokens(model, first.unsqueeze(0), sampling, generator).slice(1, first.numel());
+    const auto flat = tokens.reshape({-1}).contiguous();
+    return {tokenizer.decode(prompt),
+            tokenizer.decode({flat.data_ptr<int64_t>(), flat.data_ptr<int64_t>() + flat.numel()}, true)};
+  }
   KvDecoder decoder(model);
   GenerationOptions options;
   options.max_new_tokens = length;

@@ -1,7 +1,7 @@
 #include "mcompress/framework/probes/probes.h"
 
 #include "mcompress/framework/probes/generation_probes.h"
-#include "mcompress/models/causal_lm.h"
+#include "mcompress/formats/hf_model.h"
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/Parallel.h>
@@ -160,7 +160,9 @@ Metrics run_probes(const torch::jit::Module& model, const Dataset* eval,
   for (const auto& [key, value] : run_edge_profile(model, example_input, spec, progress)) metrics[key] = value;
   if (enabled(spec, "params")) metrics["params"] = double(count_parameters(model));
   if (enabled(spec, "macs")) metrics["macs"] = double(count_macs(model, example_input));
-  const bool causal_lm = is_causal_lm(model);
+  // Checkpoint tensors still in place (not quantized or frozen away): the
+  // decoder and the checkpoint writer can read the model.
+  const bool causal_lm = writable_as_checkpoint(model);
   if (enabled(spec, "generation") && causal_lm) {
     for (const auto& [key, value] : probe_generation(model, eval, spec.prompt_length, spec.new_tokens, progress))
       metrics[key] = value;

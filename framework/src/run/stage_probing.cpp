@@ -6,7 +6,6 @@
 #include <chrono>
 
 #include "mcompress/framework/probes/generation_probes.h"
-#include "mcompress/models/causal_lm.h"
 #include "mcompress/sdk/error.h"
 #include "mcompress/sdk/probe.h"
 
@@ -48,7 +47,7 @@ void StageProber::add_text_sample(const torch::jit::Module& model, nlohmann::jso
   if (!data_.eval || std::find(enabled.begin(), enabled.end(), "text_sample") == enabled.end())
     return;
   const TextSample sample =
-      data_.tokenizer && is_causal_lm(model)
+      data_.tokenizer
           ? causal_lm_text_sample(model, *data_.eval, *data_.tokenizer, recipe_.probes.sample_length, recipe_.seed)
           : text_sample(model, *data_.eval, recipe_.probes.sample_length, recipe_.seed);
   record["text_sample"] = {{"prompt", sample.prompt}, {"continuation", sample.continuation}};

@@ -206,11 +206,11 @@ def forward(self, x: Tensor, length: int) -> Tuple[Tensor, Tensor]:
 def forward(self, x: Tensor, cos: Tensor, sin: Tensor, mask: Tensor) -> Tensor:
     batch = x.size(0)
     length = x.size(1)
-    heads = self.q_proj.weight.size(0) // {d}
-    kv_heads = self.k_proj.weight.size(0) // {d}
-    q = self.q_proj.forward(x).view(batch, length, heads, {d})
-    k = self.k_proj.forward(x).view(batch, length, kv_heads, {d})
-    v = self.v_proj.forward(x).view(batch, length, kv_heads, {d}).transpose(1, 2)
+    q = self.q_proj.forward(x).view(batch, length, -1, {d})
+    k = self.k_proj.forward(x).view(batch, length, -1, {d})
+    v = self.v_proj.forward(x).view(batch, length, -1, {d}).transpose(1, 2)
+    heads = q.size(2)
+    kv_heads = k.size(2)
 {qk_norm}    q = q.transpose(1, 2)
     k = k.transpose(1, 2)
     q = q * cos + torch.cat([q.narrow(-1, {half}, {half}).neg(), q.narrow(-1, 0, {half})], -1) * sin
@@ -220,7 +220,7 @@ def forward(self, x: Tensor, cos: Tensor, sin: Tensor, mask: Tensor) -> Tensor:
         v = v.repeat_interleave(heads // kv_heads, 1)
     scores = torch.matmul(q, k.transpose(2, 3)) * {scale} + mask
     probs = torch.softmax(scores, -1, dtype=torch.float32).to(q.dtype)
-    out = torch.matmul(probs, v).transpose(1, 2).reshape(batch, length, heads * {d})
+    out = torch.matmul(probs, v).transpose(1, 2).reshape(batch, length, -1)
     return self.o_proj.forward(out)
 )",
                          fmt::arg("d", d), fmt::arg("half", d / 2), fmt::arg("qk_norm", qk_norm),

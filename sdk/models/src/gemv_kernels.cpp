@@ -6,10 +6,15 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <vector>
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define MCOMPRESS_X86_KERNELS 1
 #include <immintrin.h>
+// GCC 12's AVX-512 intrinsics start from deliberately undefined registers
+// (`__Y = __Y`), which its own uninitialized-use warnings then report.
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #endif
 
 namespace mcompress::kernels {
@@ -97,13 +102,14 @@ MCOMPRESS_AVX512 inline __m512 load16(const Float16Bits* p) {
   return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
 }
 
-// The sum of the 16 lanes (GCC 12's _mm512_reduce_add_ps warns about its own internals).
+// The sum of the 16 lanes, through memory: GCC 12's shuffle and reduce
+// intrinsics warn about their own internals, and this runs once per row.
 MCOMPRESS_AVX512 inline float sum16(__m512 v) {
-  v = _mm512_add_ps(v, _mm512_shuffle_f32x4(v, v, _MM_SHUFFLE(1, 0, 3, 2)));
-  v = _mm512_add_ps(v, _mm512_shuffle_f32x4(v, v, _MM_SHUFFLE(2, 3, 0, 1)));
-  const __m128 quarter = _mm512_castps512_ps128(v);
-  const __m128 pairs = _mm_add_ps(quarter, _mm_movehl_ps(quarter, quarter));
-  return _mm_cvtss_f32(_mm_add_ss(pairs, _mm_shuffle_ps(pairs, pairs, 1)));
+  alignas(64) float lanes[16];
+  _mm512_store_ps(lanes, v);
+  float sum = 0.0f;
+  for (float lane : lanes) sum += lane;
+  return sum;
 }
 
 // Rows often span exactly one or two 4 KiB pages, where the hardware
@@ -167,6 +173,61 @@ MCOMPRESS_AVX512 void rows_avx512(const Element* w, int64_t begin, int64_t end, 
     __m512 a0 = _mm512_setzero_ps();
     int64_t c = 0;
     for (; c < cols16; c += 16) a0 = _mm512_fmadd_ps(load16(w0 + c), _mm512_loadu_ps(x + c), a0);
+    y[r] = sum16(a0) + dot_portable(w0, x, c, cols);
+  }
+}
+
+// ---- AVX-512 BF16: bfloat16 weights against x rounded to bfloat16 ------------
+// One vdpbf16ps multiplies 32 pairs and accumulates in float32, half the
+// instructions of widening, which keeps the loads coming at the memory's rate.
+// Rounding x to bfloat16 is what a bfloat16 model does to its activations anyway.
+
+#define MCOMPRESS_AVX512_BF16 __attribute__((target("avx512f,avx512bf16")))
+
+MCOMPRESS_AVX512_BF16 void round_to_bfloat16(const float* x, int64_t count, uint16_t* out) {
+  int64_t i = 0;
+  for (; i + 16 <= count; i += 16) {
+    const __m256bh rounded = _mm512_cvtneps_pbh(_mm512_loadu_ps(x + i));
+    std::memcpy(out + i, &rounded, sizeof rounded);
+  }
+  for (; i < count; ++i) {  // round to nearest even, as the instruction does
+    uint32_t bits;
+    std::memcpy(&bits, x + i, sizeof bits);
+    out[i] = uint16_t((bits + 0x7fffu + ((bits >> 16) & 1u)) >> 16);
+  }
+}
+
+MCOMPRESS_AVX512_BF16 inline __m512bh load32(const void* p) { return (__m512bh)_mm512_loadu_si512(p); }
+
+MCOMPRESS_AVX512_BF16 void rows_avx512_bf16(const BFloat16Bits* w, int64_t begin, int64_t end, int64_t cols,
+                                            int64_t stride, const uint16_t* x_rounded, const float* x, float* y) {
+  const int64_t cols32 = cols - cols % 32;
+  int64_t r = begin;
+  for (; r + 4 <= end; r += 4) {
+    const BFloat16Bits* w0 = w + r * stride;
+    const BFloat16Bits* w1 = w0 + stride;
+    const BFloat16Bits* w2 = w1 + stride;
+    const BFloat16Bits* w3 = w2 + stride;
+    __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    int64_t c = 0;
+    for (; c < cols32; c += 32) {
+      prefetch_next_rows(w0 + c, stride);
+      const __m512bh xv = load32(x_rounded + c);
+      a0 = _mm512_dpbf16_ps(a0, load32(w0 + c), xv);
+      a1 = _mm512_dpbf16_ps(a1, load32(w1 + c), xv);
+      a2 = _mm512_dpbf16_ps(a2, load32(w2 + c), xv);
+      a3 = _mm512_dpbf16_ps(a3, load32(w3 + c), xv);
+    }
+    y[r] = sum16(a0) + dot_portable(w0, x, c, cols);
+    y[r + 1] = sum16(a1) + dot_portable(w1, x, c, cols);
+    y[r + 2] = sum16(a2) + dot_portable(w2, x, c, cols);
+    y[r + 3] = sum16(a3) + dot_portable(w3, x, c, cols);
+  }
+  for (; r < end; ++r) {
+    const BFloat16Bits* w0 = w + r * stride;
+    __m512 a0 = _mm512_setzero_ps();
+    int64_t c = 0;
+    for (; c < cols32; c += 32) a0 = _mm512_dpbf16_ps(a0, load32(w0 + c), load32(x_rounded + c));
     y[r] = sum16(a0) + dot_portable(w0, x, c, cols);
   }
 }
@@ -254,11 +315,12 @@ MCOMPRESS_AVX2 void rows_avx2(const Element* w, int64_t begin, int64_t end, int6
 
 #endif  // MCOMPRESS_X86_KERNELS
 
-enum class InstructionSet { Avx512, Avx2, Portable };
+enum class InstructionSet { Avx512Bf16, Avx512, Avx2, Portable };
 
 InstructionSet detect() {
 #ifdef MCOMPRESS_X86_KERNELS
   __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bf16")) return InstructionSet::Avx512Bf16;
   if (__builtin_cpu_supports("avx512f")) return InstructionSet::Avx512;
   if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return InstructionSet::Avx2;
 #endif
@@ -274,6 +336,7 @@ template <class Element>
 void rows(const Element* w, int64_t begin, int64_t end, int64_t cols, int64_t stride, const float* x, float* y) {
   switch (cpu()) {
 #ifdef MCOMPRESS_X86_KERNELS
+    case InstructionSet::Avx512Bf16:
     case InstructionSet::Avx512:
       return rows_avx512(w, begin, end, cols, stride, x, y);
     case InstructionSet::Avx2:
@@ -284,12 +347,13 @@ void rows(const Element* w, int64_t begin, int64_t end, int64_t cols, int64_t st
   }
 }
 
+// A thread's share must stream far more than the cost of waking it (a few
+// microseconds); below ~64K weights per chunk one thread is faster.
+int64_t grain_for(int64_t cols) { return std::max<int64_t>(16, (int64_t{1} << 16) / std::max<int64_t>(cols, 1)); }
+
 template <class Element>
 void gemv_of(const Element* w, int64_t rows_count, int64_t cols, int64_t stride, const float* x, float* y) {
-  // A thread's share must stream far more than the cost of waking it (a few
-  // microseconds); below ~64K weights per chunk one thread is faster.
-  const int64_t grain = std::max<int64_t>(16, (int64_t{1} << 16) / std::max<int64_t>(cols, 1));
-  at::parallel_for(0, rows_count, grain, [&](int64_t begin, int64_t end) { rows(w, begin, end, cols, stride, x, y); });
+  at::parallel_for(0, rows_count, grain_for(cols), [&](int64_t begin, int64_t end) { rows(w, begin, end, cols, stride, x, y); });
 }
 
 }  // namespace
@@ -300,6 +364,20 @@ void gemv(WeightType type, const void* weight, int64_t rows_count, int64_t cols,
     case WeightType::Float32:
       return gemv_of(static_cast<const float*>(weight), rows_count, cols, row_stride, x, y);
     case WeightType::BFloat16:
+#ifdef MCOMPRESS_X86_KERNELS
+      if (cpu() == InstructionSet::Avx512Bf16) {
+        // x rounded once per product, into a buffer each calling thread keeps.
+        thread_local std::vector<uint16_t> x_rounded;
+        if (int64_t(x_rounded.size()) < cols) x_rounded.resize(size_t(cols));
+        round_to_bfloat16(x, cols, x_rounded.data());
+        const auto* w = static_cast<const BFloat16Bits*>(weight);
+        const uint16_t* xr = x_rounded.data();
+        at::parallel_for(0, rows_count, grain_for(cols), [&](int64_t begin, int64_t end) {
+          rows_avx512_bf16(w, begin, end, cols, row_stride, xr, x, y);
+        });
+        return;
+      }
+#endif
       return gemv_of(static_cast<const BFloat16Bits*>(weight), rows_count, cols, row_stride, x, y);
     case WeightType::Float16:
       return gemv_of(static_cast<const Float16Bits*>(weight), rows_count, cols, row_stride, x, y);
@@ -325,14 +403,28 @@ void widen(WeightType type, const void* source, int64_t count, float* destinatio
 void attend(const float* q, const float* keys, const float* values, int64_t length, int64_t head_dim,
             int64_t row_stride, float scale, float* scores, float* out) {
 #ifdef MCOMPRESS_X86_KERNELS
-  if (cpu() == InstructionSet::Avx512)
+  if (cpu() == InstructionSet::Avx512 || cpu() == InstructionSet::Avx512Bf16)
     return attend_avx512(q, keys, values, length, head_dim, row_stride, scale, scores, out);
 #endif
   attend_portable(q, keys, values, length, head_dim, row_stride, scale, scores, out);
 }
 
+void attend_heads(const float* q, const float* keys, const float* values, int64_t heads, int64_t group,
+                  int64_t kv_stride, int64_t length, int64_t head_dim, float scale, float* scores, float* out) {
+  const int64_t grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(1, length * head_dim));
+  at::parallel_for(0, heads, grain, [&](int64_t begin, int64_t end) {
+    for (int64_t head = begin; head < end; ++head) {
+      const int64_t kv = head / group;
+      attend(q + head * head_dim, keys + kv * kv_stride, values + kv * kv_stride, length, head_dim, head_dim, scale,
+             scores + head * length, out + head * head_dim);
+    }
+  });
+}
+
 const char* instruction_set() {
   switch (cpu()) {
+    case InstructionSet::Avx512Bf16:
+      return "avx512+bf16";
     case InstructionSet::Avx512:
       return "avx512";
     case InstructionSet::Avx2:

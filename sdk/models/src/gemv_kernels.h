@@ -25,7 +25,14 @@ void widen(WeightType type, const void* source, int64_t count, float* destinatio
 void attend(const float* q, const float* keys, const float* values, int64_t length, int64_t head_dim,
             int64_t row_stride, float scale, float* scores, float* out);
 
-// "avx512", "avx2" or "portable": what gemv runs on this CPU.
+// attend() for `heads` query heads at q (head_dim apart), query head h reading
+// the cache of key/value head h / group (kv_stride floats apart) and writing
+// out + h * head_dim; heads are shared among the intra-op threads.
+// `scores` holds heads * length floats.
+void attend_heads(const float* q, const float* keys, const float* values, int64_t heads, int64_t group,
+                  int64_t kv_stride, int64_t length, int64_t head_dim, float scale, float* scores, float* out);
+
+// "avx512+bf16", "avx512", "avx2" or "portable": what gemv runs on this CPU.
 const char* instruction_set();
 
 }  // namespace mcompress::kernels

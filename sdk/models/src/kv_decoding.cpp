@@ -1,6 +1,5 @@
 #include "mcompress/models/kv_decoding.h"
 
-#include <ATen/Parallel.h>
 #include <torch/script.h>
 
 #include <fmt/format.h>
@@ -413,15 +412,8 @@ torch::Tensor KvDecoder::State::append_one_token(int64_t token) {
     }
     const int64_t group = layer.heads / layer.kv_heads;
     const int64_t visible = position + 1;
-    const int64_t grain = std::max<int64_t>(1, 16384 / (visible * head_dim));
-    at::parallel_for(0, layer.heads, grain, [&](int64_t begin, int64_t end) {
-      for (int64_t head = begin; head < end; ++head) {
-        const int64_t kv = head / group;
-        kernels::attend(m.q.data() + head * head_dim, keys + kv * capacity * head_dim,
-                        values + kv * capacity * head_dim, visible, head_dim, head_dim, scale,
-                        m.scores.data() + head * capacity, m.attended.data() + head * head_dim);
-      }
-    });
+    kernels::attend_heads(m.q.data(), keys, values, layer.heads, group, capacity * head_dim, visible, head_dim, scale,
+                          m.scores.data(), m.attended.data());
     layer.o.apply(m.attended.data(), m.projected.data());
     for (int64_t i = 0; i < hidden; ++i) h[i] += m.projected[size_t(i)];
 

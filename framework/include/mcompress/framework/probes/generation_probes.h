@@ -25,7 +25,9 @@ Metrics probe_generation(const torch::jit::Module& model, const Dataset* eval, i
 
 // The `text_sample` probe of a causal LM: it continues the first window of
 // the held-out text for `length` tokens at temperature 0.8 (top-p 0.95) from
-// a seeded generator, decoded with the tokenizer; ends early at EOS.
+// a seeded generator, decoded with the tokenizer; ends early at EOS. A model
+// whose layers the decoder cannot read (quantized) samples through its
+// forward at temperature 0.8 instead.
 TextSample causal_lm_text_sample(const torch::jit::Module& model, const Dataset& eval,
                                  const Tokenizer& tokenizer, int64_t length, uint64_t seed);
 
