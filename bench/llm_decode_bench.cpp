@@ -6,7 +6,6 @@
 //   mcompress_llm_decode_bench CHECKPOINT_DIR [--threads 2] [--prompt 64]
 //       [--new 32] [--reps 5] [--dtype checkpoint]
 #include <ATen/Parallel.h>
-#include <dlfcn.h>
 #include <sys/wait.h>
 #include <torch/script.h>
 #include <unistd.h>
@@ -20,6 +19,8 @@
 #include <thread>
 
 #include <fmt/format.h>
+
+#include "openblas_threads.h"
 #include <fmt/ranges.h>
 
 #if defined(__x86_64__)
@@ -62,17 +63,6 @@ Options parse(int argc, char** argv) {
 }
 
 double seconds_since(Clock::time_point start) { return std::chrono::duration<double>(Clock::now() - start).count(); }
-
-// Debian's OpenBLAS (pthread build) keeps its workers spinning after each
-// product, next to LibTorch's threads on the same cores: prefill's float32
-// products run it on the calling thread. Returns false when BLAS is not OpenBLAS.
-bool run_openblas_on_the_calling_thread() {
-  using SetThreads = void (*)(int);
-  auto set_threads = reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"));
-  if (!set_threads) return false;
-  set_threads(1);
-  return true;
-}
 
 double status_mb(const std::string& field) {
   std::ifstream status("/proc/self/status");

@@ -13,7 +13,6 @@
 #include <ATen/Parallel.h>
 #include <torch/script.h>
 
-#include <dlfcn.h>
 
 #include <algorithm>
 #include <chrono>
@@ -26,6 +25,8 @@
 #include <vector>
 
 #include <fmt/format.h>
+
+#include "openblas_threads.h"
 
 #include <mcompress/pruning/channel_count_rewrite.h>
 #include <mcompress/pruning/channel_pruning.h>
@@ -144,19 +145,6 @@ std::pair<double, double> latencies(const torch::jit::Module& a, const torch::ji
     return v[v.size() / 2];
   };
   return {median(times_a), median(times_b)};
-}
-
-// Debian's OpenBLAS (pthread build) keeps its own worker threads spinning
-// after each matrix product; next to LibTorch's OpenMP threads they fight for
-// the same cores and make small convolutions erratic at 2 threads. Matrix
-// products in a CNN are small, so OpenBLAS runs on the calling thread.
-// Returns false when the BLAS is not OpenBLAS.
-bool run_openblas_on_the_calling_thread() {
-  using SetThreads = void (*)(int);
-  auto set_threads = reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"));
-  if (!set_threads) return false;
-  set_threads(1);
-  return true;
 }
 
 double seconds_since(Clock::time_point start) { return std::chrono::duration<double>(Clock::now() - start).count(); }

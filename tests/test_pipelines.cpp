@@ -62,6 +62,12 @@ const std::map<std::string, std::string> kBudget = {
      "--set model.options.width=64 --set model.options.layers=2 "
      "--set stages.quantize.gate.max_accuracy_drop=0.05 "
      "--set probes.latency_runs=3 --set probes.latency_warmup=1 --set probes.sample_length=60"},
+    {"llama_shakespeare.yaml",
+     "--set model.options.width=48 --set model.options.heads=4 --set model.options.kv_heads=2 "
+     "--set model.options.intermediate=96 --set model.options.layers=2 --set data.tokenizer_vocab=400 "
+     "--set data.eval_limit=20 --set data.validation_size=20 "
+     "--set 'stages.train.params={epochs: 0, max_steps: 80, batch_size: 16, optimizer: adamw, lr: 0.01}' "
+     "--set probes.new_tokens=4 --set probes.sample_length=16"},
     {"shakespeare_reverse_kld.yaml",
      "--set threads=1 --set data.train_limit=1500 --set data.eval_limit=100 "
      "--set data.validation_size=100 "
@@ -192,6 +198,26 @@ TEST(Pipelines, ShakespeareMlxQuantQuantizesTheTrainedModelAndExportsMlx) {
     exported = exported || fs::exists(entry.path() / "artifacts" / "mlx" / "model.safetensors");
   }
   EXPECT_TRUE(exported);
+}
+
+// The zoo's Llama trained with the tokenizer the run trains: the final model
+// is a Hugging Face checkpoint that an independent PyTorch forward reads.
+TEST(Pipelines, LlamaShakespeareTrainsACheckpointModelWithItsOwnTokenizer) {
+  TempDir tmp("pipeline-llama");
+  const auto report = run_pipeline(tmp, "llama_shakespeare.yaml");
+  ASSERT_FALSE(report.is_null());
+  const auto baseline = stage(report, "baseline").at("metrics");
+  const auto trained = stage(report, "train").at("metrics");
+  EXPECT_LT(trained.at("perplexity").get<double>(), 0.5 * baseline.at("perplexity").get<double>());
+  EXPECT_GT(trained.at("decode_tokens_per_s").get<double>(), 0.0);
+  const fs::path model = tmp.path() / "run" / "model";
+  for (const char* file : {"config.json", "model.safetensors", "model.safetensors.index.json", "tokenizer.json"})
+    EXPECT_TRUE(fs::is_regular_file(model / file)) << file;
+  const auto python = run_command(std::string(MCOMPRESS_PYTHON) + " " + MCOMPRESS_SOURCE_DIR +
+                                  "/tests/python/hf_reference.py logits '1,2,3,4,5' float32 " + model.string() +
+                                  " " + (tmp.path() / "logits.safetensors").string());
+  ASSERT_EQ(python.exit_code, 0) << python.output;
+  EXPECT_TRUE(fs::is_regular_file(tmp.path() / "logits.safetensors"));
 }
 
 // Three criteria from the same trained model at the same sparsity: one

@@ -527,7 +527,7 @@ TEST_F(RecipeTest, ModelNeedsExactlyOneSource) {
 model: {zoo: cnn, path: net.pt}
 stages: [{pass: magnitude_prune}]
 )");
-  EXPECT_TRUE(HasError(both, 2, 19, "has both `zoo` and `path`; keep exactly one"));
+  EXPECT_TRUE(HasError(both, 2, 19, "needs exactly one of `zoo:` (a built-in model), `path:`"));
   auto neither = errors(R"(mcompress: 1
 model:
   num_classes: 10

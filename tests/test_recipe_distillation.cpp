@@ -121,7 +121,7 @@ TEST_F(RecipeDistillationTest, BadStudentsAreReportedWhereTheyAreWritten) {
   EXPECT_NE(problems.find("unknown key `depth`"), std::string::npos) << problems;
   EXPECT_NE(problems.find("model file `missing.pt` not found"), std::string::npos) << problems;
   EXPECT_NE(problems.find("is stage `later`, which does not run before it"), std::string::npos) << problems;
-  EXPECT_NE(problems.find("needs exactly one of `zoo`, `path` and `stage`"), std::string::npos) << problems;
+  EXPECT_NE(problems.find("needs exactly one of `zoo`, `path`, `hf` and `stage`"), std::string::npos) << problems;
   EXPECT_NE(problems.find("`options` in the `student` of stage `kd_standard_6` only applies to `zoo`"),
             std::string::npos) << problems;
   EXPECT_NE(problems.find("the `student` of stage `later` must be a mapping"), std::string::npos) << problems;

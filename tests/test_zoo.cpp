@@ -148,7 +148,7 @@ TEST(Zoo, ListsEveryModelWithItsOptions) {
     EXPECT_FALSE(info.summary.empty());
     EXPECT_FALSE(info.options.empty());
   }
-  EXPECT_EQ(names, (std::vector<std::string>{"mlp", "cnn", "resnet", "char_lm"}));
+  EXPECT_EQ(names, (std::vector<std::string>{"mlp", "cnn", "resnet", "char_lm", "llama"}));
 }
 
 TEST(Zoo, WidthOptionScalesLayers) {
