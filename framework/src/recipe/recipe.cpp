@@ -4,6 +4,7 @@
 #include "mcompress/framework/support/file_reading.h"
 #include "mcompress/framework/recipe/recipe.h"
 #include "recipe_detail.h"
+#include "mcompress/framework/sources/zoo.h"
 #include "sources/utf8_text.h"
 #include "yaml_tree_check.h"
 
@@ -337,6 +338,12 @@ std::string model_text(const ModelSpec& model) {
   for (const auto& [key, value] : model.options)
     options.push_back(fmt::format("{}={}", key, value));
   if (!options.empty()) source += fmt::format(" ({})", fmt::join(options, ", "));
+  const auto zoo = zoo_models();
+  const bool language_model = std::any_of(zoo.begin(), zoo.end(), [&](const ZooModelInfo& info) {
+    return info.name == model.zoo && info.takes_tokens;
+  });
+  if (language_model)
+    return fmt::format("{}, token ids in, next-token logits over the data's vocabulary out", source);
   return fmt::format("{}, input [{}], {} classes", source, fmt::join(model.input_shape, ", "),
                      model.num_classes);
 }
@@ -499,7 +506,19 @@ std::string describe_plan(const Recipe& recipe, const PassCatalog& catalog) {
   text += fmt::format("  seed {}, threads {}\n", recipe.seed,
                       recipe.threads > 0 ? std::to_string(recipe.threads) : "all cores");
   text += fmt::format("  model: {}\n", model_text(recipe.model));
-  if (const auto& data = recipe.data; data && data->is_text())
+  if (const auto& data = recipe.data; data && data->is_tokenized_text())
+    text += fmt::format(
+        "  data: text from {}, tokenized by {}, windows of {} tokens (test: last {:.0f}% of the tokens, "
+        "sliding windows {} apart; train: {}, eval: {}, calibration: {}, validation: {} windows)\n",
+        fmt::join(data->text_files, ", "),
+        data->tokenizer_vocab > 0 ? fmt::format("a byte-level BPE of {} tokens trained on the text",
+                                                data->tokenizer_vocab)
+        : data->tokenizer.empty() ? std::string("the model's tokenizer")
+                                  : fmt::format("the tokenizer in {}", data->tokenizer),
+        data->context, data->test_fraction * 100, data->eval_stride > 0 ? data->eval_stride : data->context,
+        limit_text(data->train_limit), limit_text(data->eval_limit), data->calibration_size,
+        data->validation_size);
+  else if (const auto& data = recipe.data; data && data->is_text())
     text += fmt::format(
         "  data: {} from {}, character windows of {} (test: last {:.0f}% of the file; train: {}, "
         "eval: {}, calibration: {}, validation: {} windows)\n",

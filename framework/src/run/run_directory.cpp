@@ -54,7 +54,12 @@ torch::jit::Module load_model(const std::string& path, const std::string& what, 
 
 void save_model(const torch::jit::Module& model, const fs::path& path, const fs::path& companion_dir) {
   if (path.extension() != ".pt") {
-    save_hf_model(model, path, companion_dir);  // writes through a temporary directory itself
+    // In the parameters' dtype: a stage's model reads back exactly as it was
+    // (a bfloat16 checkpoint trained in float32 stays float32).
+    const auto parameters = model.parameters();
+    const c10::ScalarType dtype =
+        parameters.begin() != parameters.end() ? (*parameters.begin()).scalar_type() : c10::ScalarType::Undefined;
+    save_hf_model(model, path, companion_dir, dtype);  // writes through a temporary directory itself
     return;
   }
   write_via_temp_path(path, [&](const fs::path& temp) { model.save(temp.string()); });

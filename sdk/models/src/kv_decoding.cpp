@@ -1,5 +1,6 @@
 #include "mcompress/models/kv_decoding.h"
 
+#include <ATen/Parallel.h>
 #include <torch/script.h>
 
 #include <fmt/format.h>
@@ -8,6 +9,7 @@
 #include <cmath>
 #include <numeric>
 
+#include "blas_threads.h"
 #include "gemv_kernels.h"
 #include "mcompress/models/causal_lm.h"
 #include "mcompress/sdk/error.h"
@@ -474,6 +476,8 @@ torch::Tensor KvDecoder::State::batch_feed_forward(const Layer& layer, const tor
 }
 
 torch::Tensor KvDecoder::State::append_batch(const torch::Tensor& ids) {
+  // A prompt's products are large: all of LibTorch's threads for BLAS too.
+  ScopedBlasThreads blas(at::get_num_threads());
   const int64_t n = ids.size(0), t = ids.size(1), past = length, total = past + t;
   torch::Tensor x = torch::embedding(embed, ids).to(dtype);  // [N, T, hidden]
   const torch::Tensor positions = torch::arange(past, total, torch::kFloat);
