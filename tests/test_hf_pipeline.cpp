@@ -160,6 +160,27 @@ TEST_F(HfPipeline, BenchmarkMeasuresACheckpointWithoutARecipe) {
   EXPECT_EQ(metrics.at("params"), trained.at("outcome").at("metrics").at("params"));
 }
 
+TEST_F(HfPipeline, AComparisonSweepRanksCheckpointCandidatesByPerplexity) {
+  ASSERT_EQ(train_exit_, 0) << train_output_;
+  write_text(dir() / "sweep_base.yaml",
+             "mcompress: 1\nname: sweep_base\nseed: 5\nthreads: 1\nmodel:\n  hf: " + trained_model().string() +
+                 "\ndata:\n  dataset: text\n  path: shakespeare.txt\n  context: 32\n  validation_size: 4\n"
+                 "  eval_limit: 8\nprobes:\n  enabled: [perplexity, params, size]\n  eval_batch_size: 8\n"
+                 "stages:\n  - name: tune\n    pass: finetune\n    params: {epochs: 0, max_steps: 3, "
+                 "batch_size: 4, lr: 0.0001}\n");
+  write_text(dir() / "sweep.yaml",
+             "mcompress_sweep: 1\nname: lm_sweep\nbase: sweep_base.yaml\ngrid:\n  stages.tune.params.lr: "
+             "[0.0001, 0.001]\nobjective:\n  reference: baseline\n  minimize: perplexity\n");
+  const auto result = run_command(cli("compare " + (dir() / "sweep.yaml").string() + " --out " +
+                                      (dir() / "sweep").string() + " --no-tracking --quiet --jobs 1"));
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  const auto comparison = read_json(dir() / "sweep" / "comparison.json");
+  const std::string dump = comparison.dump();
+  EXPECT_NE(dump.find("\"perplexity\""), std::string::npos) << dump;
+  EXPECT_NE(dump.find("tune.lr=0.001"), std::string::npos) << dump;
+  EXPECT_EQ(dump.find("\"failed\""), std::string::npos) << dump;
+}
+
 // A copy of the trained checkpoint to break.
 fs::path broken_copy(const fs::path& from, const fs::path& to) {
   fs::remove_all(to);

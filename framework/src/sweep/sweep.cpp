@@ -30,13 +30,17 @@ const std::vector<std::string> kObjectiveKeys{"reference", "constraints", "minim
 // Metrics a candidate is ranked by (computed in comparison.cpp).
 bool is_rankable_metric(const std::string& name) {
   static const std::regex pattern(
-      "accuracy|accuracy_drop|params|macs|size_bytes|size_mb|latency_b[0-9]+_(median|p95)_ms");
+      "accuracy|accuracy_drop|params|macs|size_bytes|size_mb|latency_b[0-9]+_(median|p95)_ms|"
+      // language models (the perplexity and generation probes)
+      "perplexity|cross_entropy|bits_per_token|bits_per_char|next_token_accuracy|"
+      "decode_tokens_per_s|prefill_tokens_per_s|time_to_first_token_ms");
   return std::regex_match(name, pattern);
 }
 
 const char* kMetricHelp =
     "accuracy, accuracy_drop, latency_b<N>_median_ms, latency_b<N>_p95_ms, size_mb, size_bytes, "
-    "params or macs";
+    "params, macs, or for language models perplexity, cross_entropy, bits_per_token, bits_per_char, "
+    "next_token_accuracy, decode_tokens_per_s, prefill_tokens_per_s or time_to_first_token_ms";
 
 // More candidates than anyone runs: a larger grid is a typo (or a bomb), and
 // is refused before its combinations are built in memory.
