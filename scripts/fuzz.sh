@@ -9,7 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds="${1:-60}"
-targets=(recipe sweep params idx safetensors)
+targets=(recipe sweep params idx safetensors tokenizer)
 
 cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER=clang++ -DMCOMPRESS_FUZZ=ON >/dev/null
 cmake --build build-fuzz -j "${MCOMPRESS_FUZZ_JOBS:-$(nproc)}"

@@ -17,6 +17,7 @@
 #include "mcompress/framework/sweep/sweep.h"
 #include "mcompress/sdk/error.h"
 #include "mcompress/formats/safetensors.h"
+#include "mcompress/formats/tokenizer.h"
 #include "test_support.h"
 
 namespace mcompress {
@@ -101,6 +102,20 @@ TEST(FuzzCorpus, IdxSeedsAreReadOrRefusedWithAnError) {
     const auto bytes = testing::read_text(path);
     EXPECT_NO_THROW(error_of([&] { read_fashion_mnist_images(bytes, path.string()); })) << path;
     EXPECT_NO_THROW(error_of([&] { read_fashion_mnist_labels(bytes, path.string()); })) << path;
+  }
+}
+
+// Every tokenizer seed is a tokenizer.json that reads, NUL, then a text.
+TEST(FuzzCorpus, TokenizerSeedsReadEncodeAndDecode) {
+  for (const auto& path : corpus_of("tokenizer")) {
+    const std::string input = testing::read_text(path);
+    const size_t split = input.find('\0');
+    ASSERT_NE(split, std::string::npos) << path;
+    const auto tokenizer = Tokenizer::from_json(input.substr(0, split), "", path.string());
+    const auto ids = tokenizer.encode(input.substr(split + 1), true);
+    EXPECT_FALSE(ids.empty()) << path;
+    for (int64_t id : ids) EXPECT_LT(id, tokenizer.vocab_size()) << path;
+    EXPECT_NO_THROW(tokenizer.decode(ids)) << path;
   }
 }
 

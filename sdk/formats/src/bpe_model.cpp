@@ -50,7 +50,10 @@ BpeModel::BpeModel(const nlohmann::json& config, const std::string& source) {
     if (!merges->is_array()) throw Error(fmt::format("{}: model.merges must be a list; fix the file", source));
     merges_.reserve(merges->size());
     for (size_t rank = 0; rank < merges->size(); ++rank) {
-      auto [left, right] = merge_pair((*merges)[rank], rank, source);
+      // Named, not a structured binding: lambdas cannot capture those in C++17.
+      const auto pair = merge_pair((*merges)[rank], rank, source);
+      const std::string& left = pair.first;
+      const std::string& right = pair.second;
       auto missing = [&](const std::string& token) {
         return Error(fmt::format("{}: model.merges[{}] (\"{} {}\") names \"{}\", which is not in model.vocab; the "
                                  "file is inconsistent, re-export the tokenizer",

@@ -27,6 +27,8 @@ class BpeModel {
   std::optional<int64_t> token_id(std::string_view token) const;
   const std::string* token(int64_t id) const;  // nullptr for an id outside the vocabulary
   int64_t size() const { return static_cast<int64_t>(vocab_.size()); }
+  // One more than the largest id (ids may leave gaps).
+  int64_t id_limit() const { return static_cast<int64_t>(tokens_by_id_.size()); }
 
  private:
   struct Merge {

@@ -1,5 +1,7 @@
 #include "mcompress/formats/tokenizer.h"
 
+#include <algorithm>
+
 #include <fstream>
 #include <sstream>
 #include <unordered_set>
@@ -133,12 +135,15 @@ std::unique_ptr<Tokenizer::Impl> Tokenizer::load(const std::string& tokenizer_js
   impl->added_tokens = AddedTokens(root.value("added_tokens", nlohmann::json::array()), source);
   auto added_contents = std::make_shared<std::unordered_set<std::string>>();
   int64_t added_outside_vocab = 0;
+  int64_t id_limit = impl->model->id_limit();
   for (const AddedToken& token : impl->added_tokens.all()) {
     added_contents->insert(token.content);
     if (token.special) impl->special_contents.insert(token.content);
     if (!impl->model->token(token.id)) ++added_outside_vocab;
+    id_limit = std::max<int64_t>(id_limit, token.id + 1);
   }
-  impl->vocab_size = impl->model->size() + added_outside_vocab;
+  // Every id lies below it, also when a file's ids leave gaps.
+  impl->vocab_size = std::max(impl->model->size() + added_outside_vocab, id_limit);
   auto section = [&](const char* key) { return root.contains(key) ? root[key] : nlohmann::json(); };
   impl->normalizer = make_normalizer(section("normalizer"), source);
   impl->pre_tokenizer = make_pre_tokenizer(section("pre_tokenizer"), source);

@@ -47,7 +47,8 @@ class MCOMPRESS_SDK_API Tokenizer {
   // it counts as false (transformers' default since 4.45).
   std::string decode(const std::vector<int64_t>& ids, bool skip_special_tokens = false) const;
 
-  int64_t vocab_size() const;  // the model's vocabulary plus added tokens
+  // The model's vocabulary plus added tokens; every id encode() returns is below it.
+  int64_t vocab_size() const;
   std::optional<int64_t> token_id(std::string_view token) const;
   std::optional<int64_t> bos_id() const;  // from tokenizer_config.json's bos_token
   std::optional<int64_t> eos_id() const;  // from tokenizer_config.json's eos_token
