@@ -181,6 +181,26 @@ TEST_F(HfPipeline, AComparisonSweepRanksCheckpointCandidatesByPerplexity) {
   EXPECT_EQ(dump.find("\"failed\""), std::string::npos) << dump;
 }
 
+TEST_F(HfPipeline, JsonLinesAreReadByTheirTextFieldAndABadLineIsNamed) {
+  ASSERT_EQ(train_exit_, 0) << train_output_;
+  const std::string text = shakespeare_excerpt();
+  std::string lines;
+  for (size_t at = 0; at < text.size(); at += 2000)
+    lines += nlohmann::json{{"text", text.substr(at, 2000)}, {"id", at}}.dump() + "\n";
+  write_text(dir() / "docs.jsonl", lines);
+  const std::string benchmark = std::string(MCOMPRESS_CLI) + " benchmark " + trained_model().string() +
+                                " --context 32 --eval-stride 16 --prompt-length 8 --new-tokens 2 --threads 1 --json";
+  auto result = run_command(benchmark + " --data " + (dir() / "docs.jsonl").string() + " 2>/dev/null");
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  EXPECT_GT(nlohmann::json::parse(result.output).at("metrics").at("perplexity").get<double>(), 1.0);
+
+  write_text(dir() / "bad.jsonl", lines + "{\"title\": \"no text here\"}\n");
+  result = run_command(benchmark + " --data " + (dir() / "bad.jsonl").string() + " 2>&1");
+  EXPECT_EQ(result.exit_code, 2) << result.output;
+  EXPECT_NE(result.output.find("bad.jsonl:21: the line has no string field `text`"), std::string::npos)
+      << result.output;
+}
+
 // A copy of the trained checkpoint to break.
 fs::path broken_copy(const fs::path& from, const fs::path& to) {
   fs::remove_all(to);

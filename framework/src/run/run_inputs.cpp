@@ -12,7 +12,6 @@
 #include "mcompress/framework/sources/text_corpus.h"
 #include "mcompress/framework/sources/token_text.h"
 #include "mcompress/framework/support/atomic_file.h"
-#include "mcompress/framework/support/file_reading.h"
 #include "mcompress/models/causal_lm.h"
 #include "mcompress/framework/sources/zoo.h"
 #include "mcompress/sdk/error.h"
@@ -43,12 +42,15 @@ RunData load_text_data(const DataSpec& spec, Logger& log) {
   return data;
 }
 
-// The first (1 − test_fraction) of the files' characters: a tokenizer trained
-// for the run never sees the held-out text.
+// The documents' text up to (1 − test_fraction) of its bytes, cut at a
+// character boundary: a tokenizer trained for the run never sees the
+// held-out text.
 std::string tokenizer_training_text(const DataSpec& spec) {
   std::string text;
-  for (const auto& file : spec.text_files) text += read_text_file(file);
-  return text.substr(0, size_t(double(text.size()) * (1.0 - spec.test_fraction)));
+  for (const auto& document : read_text_documents(spec.text_files, spec.field)) text += document + "\n";
+  size_t cut = size_t(double(text.size()) * (1.0 - spec.test_fraction));
+  while (cut > 0 && (static_cast<unsigned char>(text[cut]) & 0xC0) == 0x80) --cut;  // inside a UTF-8 sequence
+  return text.substr(0, cut);
 }
 
 RunData load_tokenized_text(const DataSpec& spec, const ModelSpec& model, Logger& log) {

@@ -74,6 +74,13 @@ Dataset training_windows(const torch::Tensor& tokens, int64_t context, const std
 
 }  // namespace
 
+std::vector<std::string> read_text_documents(const std::vector<std::string>& paths, const std::string& jsonl_field) {
+  std::vector<std::string> documents;
+  for (const auto& path : paths)
+    for (auto& document : documents_of(path, jsonl_field)) documents.push_back(std::move(document));
+  return documents;
+}
+
 Dataset sliding_windows(const torch::Tensor& tokens, int64_t context, int64_t stride,
                         const std::string& name, int64_t vocabulary) {
   if (stride < 1 || stride > context)
@@ -113,12 +120,10 @@ TokenText load_token_text(const TokenTextSpec& spec, const Tokenizer& tokenizer)
   std::vector<int64_t> stream;
   TokenText text;
   const auto eos = tokenizer.eos_id();
-  for (const auto& path : spec.paths) {
-    for (const auto& document : documents_of(path, spec.jsonl_field)) {
-      if (text.documents++ > 0 && eos) stream.push_back(*eos);
-      const auto ids = tokenizer.encode(document);
-      stream.insert(stream.end(), ids.begin(), ids.end());
-    }
+  for (const auto& document : read_text_documents(spec.paths, spec.jsonl_field)) {
+    if (text.documents++ > 0 && eos) stream.push_back(*eos);
+    const auto ids = tokenizer.encode(document);
+    stream.insert(stream.end(), ids.begin(), ids.end());
   }
   text.tokens = int64_t(stream.size());
   const auto tokens = torch::from_blob(stream.data(), {text.tokens}, torch::kLong).clone();

@@ -38,6 +38,11 @@ struct TokenText {
 // little text for one window in each split.
 MCOMPRESS_SDK_API TokenText load_token_text(const TokenTextSpec& spec, const Tokenizer& tokenizer);
 
+// The documents of `paths` as load_token_text reads them (a plain file is one
+// document, a JSON Lines file one per line's `jsonl_field`); the same errors.
+MCOMPRESS_SDK_API std::vector<std::string> read_text_documents(const std::vector<std::string>& paths,
+                                                               const std::string& jsonl_field);
+
 // Held-out sliding windows of `tokens` (1-D int64) as load_token_text cuts them.
 MCOMPRESS_SDK_API Dataset sliding_windows(const torch::Tensor& tokens, int64_t context, int64_t stride,
                                           const std::string& name, int64_t vocabulary);
