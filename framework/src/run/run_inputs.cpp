@@ -22,19 +22,31 @@ namespace mcompress {
 namespace fs = std::filesystem;
 namespace {
 
+// How every dataset's training split is cut: the last validation_size samples
+// (at most a fifth) held out for model selection, the first calibration_size
+// calibrate. Returns how many were held out.
+int64_t split_training(const Dataset& train_split, const DataSpec& spec, RunData& data) {
+  const int64_t held_out = std::min<int64_t>(spec.validation_size, train_split.size() / 5);
+  const int64_t train_size = train_split.size() - held_out;
+  data.train = std::make_shared<Dataset>(train_split.slice(0, train_size));
+  if (held_out > 0) data.validation = std::make_shared<Dataset>(train_split.slice(train_size, held_out));
+  data.calibration = std::make_shared<Dataset>(train_split.slice(0, spec.calibration_size));
+  return held_out;
+}
+
+// The first eval_limit windows of a held-out split (all when 0).
+DatasetPtr limited(const DatasetPtr& test, int64_t eval_limit) {
+  return eval_limit > 0 ? std::make_shared<Dataset>(test->slice(0, eval_limit)) : test;
+}
+
 // Character windows of a text file; limits and sizes count windows.
 RunData load_text_data(const DataSpec& spec, Logger& log) {
   RunData data;
   const TextCorpus corpus = load_text_corpus(spec.path, spec.context, spec.test_fraction);
   const Dataset train_split =
       spec.train_limit > 0 ? corpus.train->slice(0, spec.train_limit) : *corpus.train;
-  const int64_t held_out = std::min<int64_t>(spec.validation_size, train_split.size() / 5);
-  const int64_t train_size = train_split.size() - held_out;
-  data.train = std::make_shared<Dataset>(train_split.slice(0, train_size));
-  if (held_out > 0) data.validation = std::make_shared<Dataset>(train_split.slice(train_size, held_out));
-  data.calibration = std::make_shared<Dataset>(train_split.slice(0, spec.calibration_size));
-  data.eval = spec.eval_limit > 0 ? std::make_shared<Dataset>(corpus.test->slice(0, spec.eval_limit))
-                                  : corpus.test;
+  const int64_t held_out = split_training(train_split, spec, data);
+  data.eval = limited(corpus.test, spec.eval_limit);
   log.info(fmt::format("data: {} characters of vocabulary {}, windows of {}: {} train, {} "
                        "validation, {} calibration, {} eval",
                        spec.path, corpus.vocabulary.size(), spec.context, data.train->size(),
@@ -73,12 +85,8 @@ RunData load_tokenized_text(const DataSpec& spec, const ModelSpec& model, Logger
   text_spec.test_fraction = spec.test_fraction;
   const TokenText text = load_token_text(text_spec, *data.tokenizer);
   const Dataset train_split = spec.train_limit > 0 ? text.train->slice(0, spec.train_limit) : *text.train;
-  const int64_t held_out = std::min<int64_t>(spec.validation_size, train_split.size() / 5);
-  const int64_t train_size = train_split.size() - held_out;
-  data.train = std::make_shared<Dataset>(train_split.slice(0, train_size));
-  if (held_out > 0) data.validation = std::make_shared<Dataset>(train_split.slice(train_size, held_out));
-  data.calibration = std::make_shared<Dataset>(train_split.slice(0, spec.calibration_size));
-  data.eval = spec.eval_limit > 0 ? std::make_shared<Dataset>(text.test->slice(0, spec.eval_limit)) : text.test;
+  const int64_t held_out = split_training(train_split, spec, data);
+  data.eval = limited(text.test, spec.eval_limit);
   log.info(fmt::format("data: {} documents, {} tokens (vocabulary {}), windows of {}: {} train, {} "
                        "validation, {} calibration, {} eval",
                        text.documents, text.tokens, data.tokenizer->vocab_size(), spec.context,
@@ -91,12 +99,8 @@ RunData load_data(const std::optional<DataSpec>& spec, const ModelSpec& model, L
   if (!spec) return data;
   if (spec->is_tokenized_text()) return load_tokenized_text(*spec, model, log);
   if (spec->is_text()) return load_text_data(*spec, log);
-  auto full_train = load_fashion_mnist(spec->path, Split::Train, spec->train_limit);
-  const int64_t held_out = std::min<int64_t>(spec->validation_size, full_train->size() / 5);
-  const int64_t train_size = full_train->size() - held_out;
-  data.train = std::make_shared<Dataset>(full_train->slice(0, train_size));
-  if (held_out > 0) data.validation = std::make_shared<Dataset>(full_train->slice(train_size, held_out));
-  data.calibration = std::make_shared<Dataset>(full_train->slice(0, spec->calibration_size));
+  const int64_t held_out =
+      split_training(*load_fashion_mnist(spec->path, Split::Train, spec->train_limit), *spec, data);
   data.eval = load_fashion_mnist(spec->path, Split::Test, spec->eval_limit);
   log.info(fmt::format("data: {} train, {} validation, {} calibration, {} eval samples",
                        data.train->size(), held_out, data.calibration->size(), data.eval->size()));
