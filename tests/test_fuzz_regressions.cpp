@@ -196,6 +196,32 @@ TEST(FuzzFindings, Utf32DecodedValuesAreCheckedToo) {
   EXPECT_NE(errors.find("not valid UTF-8"), std::string::npos) << errors;
 }
 
+// fuzz_recipe (CI): a path longer than the system can look up made
+// std::filesystem::is_directory throw filesystem_error ("File name too long")
+// out of the checker. Every path field now reports it as not found.
+TEST(FuzzFindings, PathsTooLongToLookUpAreReportedAsNotFound) {
+  const std::string name(4100, 'a');
+  struct Case {
+    std::string body;
+    std::string expected;
+  };
+  const std::vector<Case> cases{
+      {"model: {hf: " + name + "}\n", "checkpoint directory `aaa"},
+      {"model: {path: " + name + "}\n", "model file `aaa"},
+      {"model: {zoo: cnn}\ndata: {dataset: text, tokenizer_vocab: 300, path: [" + name + "]}\n", "text file `aaa"},
+      {"model: {zoo: cnn}\ndata: {dataset: text, path: a.txt, tokenizer: " + name + "}\n", "no tokenizer.json in"},
+      {"model: {zoo: cnn}\ndata: {dataset: fashion_mnist, path: " + name + "}\n", "Fashion-MNIST is not in"},
+  };
+  for (const auto& [body, expected] : cases) {
+    std::string errors;
+    EXPECT_NO_THROW(errors = recipe_errors("mcompress: 1\n" + body + "stages: [{pass: magnitude_prune}]\n")) << expected;
+    EXPECT_NE(errors.find(expected), std::string::npos) << errors.substr(0, 300);
+  }
+  std::string errors;
+  EXPECT_NO_THROW(errors = sweep_errors("mcompress_sweep: 1\nbase: " + name + "\ncandidates: [{name: x}]\n"));
+  EXPECT_NE(errors.find("not found"), std::string::npos) << errors.substr(0, 300);
+}
+
 // Found while fixing the above: an alias cycle or alias bomb is refused
 // before anything walks the tree (yaml-cpp lets `&a [*a]` contain itself).
 TEST(FuzzFindings, AliasCyclesAndBombsAreRefused) {

@@ -70,8 +70,9 @@ std::string absolute_path(const std::string& path) {
 }
 
 std::string read_recipe_text(const std::string& path) {
-  if (!fs::exists(path)) throw RecipeError({{path, {}, "recipe file not found; check the path"}});
-  if (fs::is_directory(path))
+  std::error_code unreadable;  // a name too long to look up is "not found", not an exception
+  if (!fs::exists(path, unreadable)) throw RecipeError({{path, {}, "recipe file not found; check the path"}});
+  if (recipe_detail::is_directory(path))
     throw RecipeError({{path, {}, "is a directory; give the recipe's .yaml file"}});
   auto text = read_text_file_if_present(path);
   if (!text) throw RecipeError({{path, {}, "recipe file cannot be read"}});

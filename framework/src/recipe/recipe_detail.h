@@ -1,6 +1,7 @@
 #pragma once
 // Shared by recipe.cpp (reading, --set overrides) and recipe_validate.cpp
 // (checking); private to the framework.
+#include <filesystem>
 #include <optional>
 #include <string>
 #include <vector>
@@ -21,6 +22,12 @@ class NodeLocator {
   virtual ~NodeLocator() = default;
   virtual Diagnostic diagnose(const YAML::Node& node, const std::string& message) const = 0;
 };
+
+// Whether `path` names a regular file / a directory. A name the system cannot
+// look up (too long, a symlink loop, no permission) counts as absent rather
+// than throwing: the checker reports it like any missing file.
+bool is_regular_file(const std::filesystem::path& path);
+bool is_directory(const std::filesystem::path& path);
 
 // A non-empty string of ASCII digits only ("12"; not "" or "1a"): a list
 // index in an override path, and a name a stage may not have.

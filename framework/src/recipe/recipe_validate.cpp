@@ -19,6 +19,16 @@
 
 namespace mcompress::recipe_detail {
 
+bool is_regular_file(const std::filesystem::path& path) {
+  std::error_code unreadable;
+  return std::filesystem::is_regular_file(path, unreadable);
+}
+
+bool is_directory(const std::filesystem::path& path) {
+  std::error_code unreadable;
+  return std::filesystem::is_directory(path, unreadable);
+}
+
 bool all_digits(const std::string& s) {
   return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
 }
@@ -562,7 +572,7 @@ void Checker::read_zoo(const Field& zoo, const Field* options, ModelSpec& model)
 void Checker::read_model_path(const Field& f, ModelSpec& model) {
   auto path = read_path(f, "`model.path`");
   if (!path) return;
-  if (!fs::is_regular_file(*path)) {
+  if (!recipe_detail::is_regular_file(*path)) {
     error(f.anchor(), fmt::format("model file `{}` not found (looked for {}); `model.path` is "
                                   "relative to the recipe's directory",
                                   f.value.Scalar(), *path));
@@ -576,13 +586,13 @@ void Checker::read_model_path(const Field& f, ModelSpec& model) {
 std::optional<std::string> Checker::read_checkpoint_dir(const Field& f, const std::string& what) {
   auto dir = read_path(f, what);
   if (!dir) return std::nullopt;
-  if (!fs::is_directory(*dir)) {
+  if (!recipe_detail::is_directory(*dir)) {
     error(f.anchor(), fmt::format("checkpoint directory `{}` not found (looked for {}); {} is a "
                                   "Hugging Face checkpoint directory relative to the recipe's directory",
                                   f.value.Scalar(), *dir, what));
     return std::nullopt;
   }
-  if (!fs::is_regular_file(fs::path(*dir) / "config.json")) {
+  if (!recipe_detail::is_regular_file(fs::path(*dir) / "config.json")) {
     error(f.anchor(), fmt::format("{} has no config.json; {} must be a Hugging Face checkpoint "
                                   "directory (config.json, model.safetensors or shards, tokenizer.json)",
                                   *dir, what));
@@ -603,7 +613,7 @@ void Checker::read_text_files(const Field& path, DataSpec& data) {
   for (const Field& f : files) {
     auto file = read_path(f, "`data.path`");
     if (!file) continue;
-    if (!fs::is_regular_file(*file))
+    if (!recipe_detail::is_regular_file(*file))
       error(f.anchor(), fmt::format("text file `{}` not found (looked for {}); `data.path` is "
                                     "relative to the recipe's directory",
                                     f.value.Scalar(), *file));
@@ -651,7 +661,7 @@ void Checker::read_data(const Fields& top, Recipe& recipe) {
       if (const Field* f = find(fields, "tokenizer"))
         if (auto dir = read_path(*f, "`data.tokenizer`")) {
           data.tokenizer = *dir;
-          if (!fs::is_regular_file(fs::path(*dir) / "tokenizer.json"))
+          if (!recipe_detail::is_regular_file(fs::path(*dir) / "tokenizer.json"))
             error(f->anchor(), fmt::format("`data.tokenizer`: no tokenizer.json in {}; name a directory "
                                            "holding a Hugging Face tokenizer.json",
                                            *dir));
@@ -689,7 +699,7 @@ void Checker::read_data(const Fields& top, Recipe& recipe) {
       // read above
     } else if (auto file = read_path(*path, "`data.path`")) {
       data.path = *file;
-      if (!fs::is_regular_file(data.path))
+      if (!recipe_detail::is_regular_file(data.path))
         error(path->anchor(), fmt::format("text file `{}` not found (looked for {}); `data.path` "
                                           "is relative to the recipe's directory",
                                           path->value.Scalar(), data.path));
@@ -717,7 +727,7 @@ void Checker::read_data(const Fields& top, Recipe& recipe) {
 void Checker::check_fashion_mnist_dir(const Field& at, const std::string& dir) {
   std::vector<std::string> missing;
   for (const auto& file : kFashionMnistFiles)
-    if (!fs::is_regular_file(fs::path(dir) / file)) missing.push_back(file);
+    if (!recipe_detail::is_regular_file(fs::path(dir) / file)) missing.push_back(file);
   if (missing.empty()) return;
   error(at.anchor(), fmt::format("Fashion-MNIST is not in {} (missing {}); install the Debian "
                                  "package with `apt-get install dataset-fashion-mnist`, or set "
@@ -1002,7 +1012,7 @@ std::optional<std::string> Checker::resolve_teacher(const Field& f, const std::s
   fs::path path(*value);
   if (path.is_relative()) path = recipe_dir_ / path;
   path = path.lexically_normal();
-  if (fs::is_regular_file(path) || fs::is_regular_file(path / "config.json")) return path.string();
+  if (recipe_detail::is_regular_file(path) || recipe_detail::is_regular_file(path / "config.json")) return path.string();
   std::vector<std::string> earlier(names.begin(), names.begin() + std::min(user, names.size()));
   std::vector<std::string> candidates{"original"};
   candidates.insert(candidates.end(), earlier.begin(), earlier.end());
@@ -1068,7 +1078,7 @@ std::optional<StudentSpec> Checker::resolve_student(const Field& f, const std::s
   if (path) {
     auto file = read_path(*path, fmt::format("`path` in {}", section));
     if (!file) return std::nullopt;
-    if (!fs::is_regular_file(*file)) {
+    if (!recipe_detail::is_regular_file(*file)) {
       error(path->anchor(), fmt::format("{}: model file `{}` not found (looked for {}); paths are "
                                         "relative to the recipe's directory",
                                         section, path->value.Scalar(), *file));

@@ -301,7 +301,9 @@ Sweep SweepReader::read(const std::string& text) {
     fs::path p = *base;
     if (p.is_relative()) p = fs::path(sweep.source_path).parent_path() / p;
     sweep.base_recipe = p.lexically_normal().string();
-    if (!fs::exists(p)) problem(root["base"], fmt::format("base recipe {} not found", sweep.base_recipe));
+    std::error_code unreadable;  // a name too long to look up is "not found", not an exception
+    if (!fs::exists(p, unreadable))
+      problem(root["base"], fmt::format("base recipe {} not found", sweep.base_recipe));
   }
   sweep.overrides = overrides(root["set"], "`set`");
   if (root["time_limit"]) {
