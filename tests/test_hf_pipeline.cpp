@@ -145,6 +145,58 @@ TEST_F(HfPipeline, ARecipeStartsFromTheCheckpointWithItsTokenizerInIsolatedStage
   EXPECT_EQ(read_text(dir() / "again/model/tokenizer.json"), read_text(trained_model() / "tokenizer.json"));
 }
 
+// mlx_quant on a checkpoint model writes what mlx-lm's converter writes
+// (checked byte for byte by tests/python/mlx_lm_reference.py against the
+// stage's input checkpoint), tokenizer included; with a bits budget it gives
+// the most sensitive layers more bits and says so in config.json.
+TEST_F(HfPipeline, MlxQuantWritesTheMlxLmLayoutAndMixedPrecisionToABudget) {
+  ASSERT_EQ(train_exit_, 0) << train_output_;
+  auto quantize = [&](const std::string& name, const std::string& params) {
+    write_text(dir() / (name + ".yaml"),
+               "mcompress: 1\nname: " + name + "\nseed: 5\nthreads: 2\nmodel:\n  hf: " + trained_model().string() +
+                   "\n  dtype: checkpoint\ndata:\n  dataset: text\n  path: shakespeare.txt\n  context: 32\n"
+                   "  validation_size: 8\n  eval_limit: 8\n  calibration_size: 16\nprobes:\n  enabled: [perplexity, "
+                   "params]\n  eval_batch_size: 8\nstages:\n  - name: quantize\n    pass: mlx_quant\n    params: " +
+                   params + "\n");
+    return run_command(cli("run " + (dir() / (name + ".yaml")).string() + " --out " + (dir() / name).string() +
+                           " --no-tracking --quiet"));
+  };
+  const auto rtn = quantize("rtn", "{bits: 4, group_size: 32, dtype: float32}");
+  ASSERT_EQ(rtn.exit_code, 0) << rtn.output;
+  const auto check = run_command(std::string(MCOMPRESS_PYTHON) + " " + MCOMPRESS_SOURCE_DIR +
+                                 "/tests/python/mlx_lm_reference.py check " +
+                                 (dir() / "rtn/stages/00_baseline/model").string() + " " +
+                                 (dir() / "rtn/stages/01_quantize/artifacts/mlx").string() + " 4 32");
+  EXPECT_EQ(check.output, "OK\n");
+  EXPECT_TRUE(fs::is_regular_file(dir() / "rtn/stages/01_quantize/artifacts/mlx/tokenizer.json"));
+
+  const auto mixed = quantize("mixed", "{bits: 3, group_size: 32, dtype: float32, method: gptq, "
+                                       "target_bits_per_weight: 3.5}");
+  ASSERT_EQ(mixed.exit_code, 0) << mixed.output;
+  const auto stats = read_json(dir() / "mixed/stages/01_quantize/record.json").at("stats");
+  const auto& allocation = stats.at("mixed_precision");
+  EXPECT_LE(allocation.at("allocated_bits_per_weight").get<double>(), 3.5 + 1e-9);
+  EXPECT_GT(allocation.at("allocated_bits_per_weight").get<double>(), 3.0);
+  const auto config = read_json(dir() / "mixed/stages/01_quantize/artifacts/mlx/config.json");
+  const auto& quantization = config.at("quantization");
+  EXPECT_EQ(quantization.at("bits"), 3);
+  EXPECT_EQ(config.at("quantization_config"), quantization);
+  int four_bit = 0;
+  for (const auto& layer : allocation.at("layers")) {
+    const auto path = layer.at("layer").get<std::string>();
+    if (layer.at("bits") == 4) {
+      ++four_bit;
+      EXPECT_EQ(quantization.at(path), (nlohmann::json{{"group_size", 32}, {"bits", 4}})) << path;
+    } else {
+      EXPECT_FALSE(quantization.contains(path)) << path;
+    }
+  }
+  EXPECT_GT(four_bit, 0);
+  EXPECT_EQ(stats.at("method"), "gptq");
+  const auto metrics = read_json(dir() / "mixed/stages/01_quantize/record.json").at("outcome").at("metrics");
+  EXPECT_GT(metrics.at("perplexity").get<double>(), 1.0);
+}
+
 TEST_F(HfPipeline, BenchmarkMeasuresACheckpointWithoutARecipe) {
   ASSERT_EQ(train_exit_, 0) << train_output_;
   const auto result = run_command(std::string(MCOMPRESS_CLI) + " benchmark " + trained_model().string() +

@@ -14,6 +14,7 @@
 #include "mcompress/formats/tokenizer.h"
 #include "mcompress/sdk/error.h"
 #include "test_support.h"
+#include "tokenizer_test_texts.h"
 
 namespace fs = std::filesystem;
 using mcompress::Tokenizer;
@@ -31,34 +32,7 @@ fs::path model_dir(const std::string& package) { return kModelsDir / package / "
 
 std::string shakespeare() { return read_text(fs::path(MCOMPRESS_SOURCE_DIR) / "tests" / "data" / "tinyshakespeare.txt"); }
 
-// Texts that exercise each part of a tokenizer.
-std::vector<std::string> corpus() {
-  return {
-      shakespeare().substr(0, 3000),
-      "int main(int argc, char** argv) {\n\tfor (int i = 0; i < argc; ++i) {\n\t\tprintf(\"%s\\n\", argv[i]);\n\t}\n"
-      "    return 0;\n}\n",
-      "def f(x):\n    return {'a': x ** 2, \"b\": [1, 2, 3]}  # comment\n\n\nclass A(object):\n  pass\n",
-      "12345678 3.14159 1,000,000 $100.99 2024-01-31 0x1F 007 1e-10",
-      "I'm sure you're right, he's gone, they've left, we'll see, she'd know, don't, DON'T, It'S, O'Neill's",
-      "a  b   c    d\n\n\ne\t\tf \r\n g   \n  \n",
-      "   leading spaces",
-      "trailing spaces   ",
-      " ",
-      "\n",
-      "",
-      "你好，世界！这是一个测试。機器學習",
-      "Καλημέρα κόσμε, ΑΒΓΔ αβγδ",
-      "مرحبا بالعالم",
-      "Привет, мир! Ёжик",
-      "👋🌍🎉 👨‍👩‍👧 emoji🙂mixed ✓ ⌘ ∑ ∞",
-      "Ame\xCC\x81lie cafe\xCC\x81 n\xCC\x83 \xE1\x84\x80\xE1\x85\xA1 A\xCC\x8A",  // decomposed: NFC composes them
-      "<|endoftext|>Hello<|im_start|>user\nHi there<|im_end|>\n<|im_start|>assistant\n",
-      "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|>",
-      "<s>[INST] Hello </s> <unk> <<SYS>> <0x41>",
-      "a<|endoftext|><|endoftext|>b <|im_end|> c",
-      "hello\u00a0world\u2003x\u200bz",
-  };
-}
+std::vector<std::string> corpus() { return mcompress::testing::tokenizer_test_texts(); }
 
 struct Reference {
   std::vector<int64_t> ids;

@@ -58,6 +58,16 @@ po::variables_map parse(const std::vector<std::string>& args, const po::options_
   return vm;
 }
 
+std::optional<int> parse_single_positional(const std::vector<std::string>& args, const po::options_description& desc,
+                                           const char* name, const std::string& value) {
+  po::positional_options_description positional;
+  positional.add(name, 1);
+  const auto vm = parse(args, desc, positional);
+  if (!vm.count("help") && !value.empty()) return std::nullopt;
+  std::cout << desc;
+  return vm.count("help") ? kExitOk : kExitBadInput;
+}
+
 std::unique_ptr<mcompress::PluginHost> load_plugins(const CommonOptions& common) {
   auto host = std::make_unique<mcompress::PluginHost>();
   mcompress::register_builtin_passes(*host);

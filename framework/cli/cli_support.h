@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <iosfwd>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -50,6 +51,12 @@ void add_common(po::options_description& desc, CommonOptions& common);
 
 po::variables_map parse(const std::vector<std::string>& args, const po::options_description& desc,
                         const po::positional_options_description& positional);
+
+// Parses a command whose one positional argument `name` fills `value`.
+// Returns the exit code when there is nothing to run: the usage was printed
+// for --help (0) or because `value` is missing (2).
+std::optional<int> parse_single_positional(const std::vector<std::string>& args, const po::options_description& desc,
+                                           const char* name, const std::string& value);
 
 std::unique_ptr<mcompress::PluginHost> load_plugins(const CommonOptions& common);
 

@@ -2,7 +2,7 @@
 //   mcompress run RECIPE.yaml [--out DIR] [--set key=value ...] [--dry-run] [--quiet] [--json] [--isolate]
 //   mcompress run --resume DIR
 //   mcompress runs list | show RUN | diff RUN_A RUN_B
-//   mcompress plugins | explain PASS | zoo | version | benchmark MODEL
+//   mcompress plugins | explain PASS | zoo | version | benchmark MODEL | quantize MODEL --bits B
 #include <c10/util/Exception.h>
 
 #include <boost/program_options.hpp>
@@ -30,6 +30,8 @@ commands:
   plugins           list loaded plugins, their passes, and refused libraries
   explain PASS      show a pass's summary, needs and parameters
   benchmark MODEL   measure a checkpoint directory or TorchScript file without a recipe
+  export gguf DIR   write a checkpoint as one GGUF file for llama.cpp (f16, q8_0, q4_0)
+  quantize MODEL    MLX-quantize a checkpoint (to mlx-lm's layout) or TorchScript file
   zoo               list the built-in models
   version           print versions (mcompress, SDK, LibTorch)
 
@@ -57,6 +59,8 @@ int main(int argc, char** argv) {
     if (command == "plugins") return command_plugins(args);
     if (command == "explain") return command_explain(args);
     if (command == "benchmark") return command_benchmark(args);
+    if (command == "export") return command_export(args);
+    if (command == "quantize") return command_quantize(args);
     if (command == "zoo") return command_zoo();
     if (command == "stage-exec") return command_stage_exec(args);
     if (command == "version" || command == "--version") return command_version();

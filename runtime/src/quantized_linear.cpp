@@ -2,16 +2,15 @@
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
-#include <cpuid.h>
 #include <dlfcn.h>
 
-#include <atomic>
-#include <cstdlib>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
+#include "kernel_choice.h"
 #include "mcompress/runtime/affine_quantization.h"
+#include "qlinear_int8_kernels.h"
 #include "qlinear_kernels.h"
 
 namespace mcompress::runtime {
@@ -28,35 +27,6 @@ constexpr int64_t kBlasBlockBytes = 16 << 20;
 // The batch path dequantizes this many output rows at a time (in L1/L2) and
 // reuses them for every input row.
 constexpr int64_t kTileRows = 16;
-// Below this many input rows the fused kernels win (nothing to reuse).
-constexpr int64_t kTiledFromRows = 3;
-constexpr int64_t kDefaultBlasRows = 64;
-
-KernelChoice choice_from_environment() {
-  const char* value = std::getenv("MCOMPRESS_KERNELS");
-  if (!value) return KernelChoice::Auto;
-  const std::string text = value;
-  if (text == "portable") return KernelChoice::Portable;
-  if (text == "avx2") return KernelChoice::Avx2;
-  return KernelChoice::Auto;
-}
-
-std::atomic<int> g_choice{int(choice_from_environment())};
-std::atomic<int64_t> g_blas_rows{kDefaultBlasRows};
-
-bool detect_avx2() {
-  unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
-  if (!__get_cpuid(1, &eax, &ebx, &ecx, &edx)) return false;
-  const bool f16c = (ecx & (1u << 29)) != 0;
-  // __builtin_cpu_supports also checks that the OS saves the YMM registers.
-  return f16c && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-}
-
-bool use_avx2(int bits) {
-  const auto choice = KernelChoice(g_choice.load());
-  if (choice == KernelChoice::Portable || !kernels::avx2::handles_bits(bits)) return false;
-  return cpu_supports_avx2();
-}
 
 std::string shape_of(const at::Tensor& t) {
   std::string text = "[";
@@ -169,12 +139,13 @@ void linear_tiled_avx2(const PackedWeightView& w, const Prepared& x, float* y) {
   const int64_t N = w.out_features, K = w.in_features;
   at::parallel_for(0, (N + kTileRows - 1) / kTileRows, 1, [&](int64_t begin, int64_t end) {
     std::vector<float> tile(size_t(kTileRows * K));
+    std::vector<float> partial(size_t(kTileRows * x.view.rows * 8));
     for (int64_t t = begin; t < end; ++t) {
       const int64_t n0 = t * kTileRows;
       const int64_t rows = std::min(kTileRows, N - n0);
       kernels::avx2::dequantize_rows(w, n0, n0 + rows, tile.data());
       kernels::avx2::tile_times_activations(tile.data(), rows, x.view.values, x.view.rows, K,
-                                            y + n0, N);
+                                            partial.data(), y + n0, N);
     }
   });
 }
@@ -263,21 +234,25 @@ at::Tensor quantized_linear(const at::Tensor& x, const at::Tensor& packed, const
   const int64_t M = x2.size(0), N = w.out_features;
   auto y = at::empty({M, N}, at::kFloat);
   if (M > 0) {
-    const bool avx2 = use_avx2(w.bits);
-    const Prepared prepared = prepare(x2, w, avx2);
+    const detail::PathChoice path = detail::choose_path(w.bits, M);
     float* out = y.data_ptr<float>();
-    if (M >= blas_rows_threshold()) {
-      linear_with_blas(w, prepared, avx2, out);
-    } else if (avx2 && M >= kTiledFromRows) {
-      linear_tiled_avx2(w, prepared, out);
+    if (path.path == detail::Path::Int8) {
+      kernels::int8::linear(w, x2.data_ptr<float>(), M, path.multiply, out);
     } else {
-      at::parallel_for(0, N, 16, [&](int64_t begin, int64_t end) {
-        if (avx2) {
-          kernels::avx2::linear_rows(w, prepared.view, begin, end, out);
-        } else {
-          kernels::portable::linear_rows(w, prepared.view, begin, end, out);
-        }
-      });
+      const Prepared prepared = prepare(x2, w, path.avx2);
+      switch (path.path) {
+        case detail::Path::DequantizedBlas: linear_with_blas(w, prepared, path.avx2, out); break;
+        case detail::Path::Avx2Tiles: linear_tiled_avx2(w, prepared, out); break;
+        default:
+          at::parallel_for(0, N, 16, [&](int64_t begin, int64_t end) {
+            if (path.avx2) {
+              kernels::avx2::linear_rows(w, prepared.view, begin, end, out);
+            } else {
+              kernels::portable::linear_rows(w, prepared.view, begin, end, out);
+            }
+          });
+          break;
+      }
     }
     if (bias && bias->defined()) y.add_(bias->to(at::kFloat));
   }
@@ -285,26 +260,6 @@ at::Tensor quantized_linear(const at::Tensor& x, const at::Tensor& packed, const
   sizes.back() = N;
   return y.view(sizes).to(x.scalar_type());
 }
-
-void set_kernel_choice(KernelChoice choice) {
-  if (choice == KernelChoice::Avx2 && !cpu_supports_avx2()) {
-    throw std::invalid_argument("this CPU lacks AVX2/FMA/F16C; the AVX2 kernels cannot be forced");
-  }
-  g_choice = int(choice);
-}
-
-KernelChoice kernel_choice() { return KernelChoice(g_choice.load()); }
-
-bool cpu_supports_avx2() {
-  static const bool supported = detect_avx2();
-  return supported;
-}
-
-std::string active_kernel(int bits) { return use_avx2(bits) ? "avx2" : "portable"; }
-
-void set_blas_rows_threshold(int64_t rows) { g_blas_rows = rows > 0 ? rows : kDefaultBlasRows; }
-
-int64_t blas_rows_threshold() { return g_blas_rows.load(); }
 
 std::string runtime_library_path() {
   Dl_info info{};

@@ -2,6 +2,8 @@
 #include "cli_support.h"
 #include "commands/commands.h"
 
+#include <unistd.h>
+
 #include <ATen/Parallel.h>
 #include <torch/script.h>
 
@@ -19,20 +21,13 @@
 #include "mcompress/framework/probes/probes.h"
 #include "mcompress/framework/run/input_error.h"
 #include "mcompress/framework/sources/token_text.h"
+#include "mcompress/framework/support/child_process.h"
 #include "mcompress/framework/support/terminal.h"
 #include "mcompress/models/causal_lm.h"
 #include "mcompress/sdk/error.h"
 
 namespace mcompress::cli {
 namespace {
-
-// Peak resident memory of this process so far (VmHWM), MB.
-double peak_rss_mb() {
-  std::ifstream in("/proc/self/status");
-  for (std::string line; std::getline(in, line);)
-    if (line.rfind("VmHWM:", 0) == 0) return std::stod(line.substr(6)) / 1024.0;
-  return 0.0;
-}
 
 struct BenchmarkOptions {
   std::string model;
@@ -72,13 +67,7 @@ int command_benchmark(const std::vector<std::string>& args) {
       "input-shape", po::value(&o.input_shape)->multitoken(), "TorchScript models: one sample's shape")(
       "threads", po::value(&o.threads)->default_value(0), "intra-op threads (0: all cores)");
   add_common(desc, common);
-  po::positional_options_description positional;
-  positional.add("model", 1);
-  auto vm = parse(args, desc, positional);
-  if (vm.count("help") || o.model.empty()) {
-    std::cout << desc;
-    return o.model.empty() && !vm.count("help") ? kExitBadInput : kExitOk;
-  }
+  if (auto done = parse_single_positional(args, desc, "model", o.model)) return *done;
   if (!fs::exists(o.model)) throw InputError(fmt::format("{} not found; MODEL is a checkpoint directory or a TorchScript file", o.model));
   if (o.threads > 0) at::set_num_threads(o.threads);
   mcompress::TerminalProgress progress(common.quiet || common.json);
@@ -95,7 +84,7 @@ int command_benchmark(const std::vector<std::string>& args) {
   model.eval();
   Metrics metrics;
   metrics["load_seconds"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-  metrics["load_peak_rss_mb"] = peak_rss_mb();
+  metrics["load_peak_rss_mb"] = peak_resident_memory_mb(::getpid());
 
   ProbeSpec spec;
   spec.prompt_length = o.prompt_length;
@@ -128,7 +117,7 @@ int command_benchmark(const std::vector<std::string>& args) {
     example = torch::randn(shape);
   }
   for (const auto& [key, value] : run_probes(model, eval.get(), example, spec, progress)) metrics[key] = value;
-  metrics["peak_rss_mb"] = peak_rss_mb();
+  metrics["peak_rss_mb"] = peak_resident_memory_mb(::getpid());
 
   if (common.json) {
     std::cout << nlohmann::json{{"model", o.model}, {"metrics", metrics}}.dump(2) << "\n";

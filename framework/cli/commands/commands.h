@@ -13,6 +13,8 @@ int command_runs(const std::vector<std::string>& args);
 int command_plugins(const std::vector<std::string>& args);
 int command_explain(const std::vector<std::string>& args);
 int command_benchmark(const std::vector<std::string>& args);
+int command_export(const std::vector<std::string>& args);
+int command_quantize(const std::vector<std::string>& args);
 int command_stage_exec(const std::vector<std::string>& args);
 int command_zoo();
 int command_version();

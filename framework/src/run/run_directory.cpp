@@ -75,6 +75,19 @@ std::optional<fs::path> saved_model_in(const fs::path& dir) {
   return std::nullopt;
 }
 
+void complete_checkpoint_artifacts(const fs::path& artifacts, const fs::path& companion_dir) {
+  if (companion_dir.empty() || !fs::is_directory(companion_dir) || !fs::is_directory(artifacts)) return;
+  for (const auto& entry : fs::directory_iterator(artifacts)) {
+    const fs::path& dir = entry.path();
+    if (!entry.is_directory() || !fs::is_regular_file(dir / "config.json") ||
+        !fs::is_regular_file(dir / "model.safetensors.index.json"))
+      continue;
+    for (const auto& name : hf_companion_files())
+      if (fs::is_regular_file(companion_dir / name) && !fs::exists(dir / name))
+        fs::copy_file(companion_dir / name, dir / name);
+  }
+}
+
 RunDirectory::RunDirectory(const Recipe& recipe, const RunOptions& options, const PluginHost& plugins)
     : recipe_(recipe), options_(options), plugins_(plugins) {}
 

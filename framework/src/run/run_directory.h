@@ -33,6 +33,11 @@ void save_model(const torch::jit::Module& model, const std::filesystem::path& pa
 std::filesystem::path model_path_in(const std::filesystem::path& dir, const torch::jit::Module& model);
 // The model a stage left in `dir`, if it left one.
 std::optional<std::filesystem::path> saved_model_in(const std::filesystem::path& dir);
+// Passes do not know where the run's tokenizer lives: a checkpoint directory
+// a pass wrote among its artifacts (config.json and model.safetensors.index.json,
+// e.g. mlx_quant's mlx-lm export) gets the tokenizer and generation files of
+// `companion_dir` it lacks.
+void complete_checkpoint_artifacts(const std::filesystem::path& artifacts, const std::filesystem::path& companion_dir);
 
 class RunDirectory {
  public:

@@ -281,6 +281,7 @@ bool Runner::run_stage(size_t index, const StageSpec& stage, RunResult& result) 
   }
   state_.stage_models[stage.name] = model_path_in(dir, ctx.model);
   save_model(ctx.model, state_.stage_models[stage.name], companion_dir_);
+  complete_checkpoint_artifacts(dir / "artifacts", companion_dir_);
 
   const GateVerdict verdict = check_gate(stage.gate, outcome.metrics, gate_reference(stage.gate));
   outcome.status = verdict.status;

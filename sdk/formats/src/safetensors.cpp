@@ -10,7 +10,9 @@
 #include <cstring>
 #include <fstream>
 #include <limits>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <ostream>
 #include <set>
 #include <sstream>
@@ -198,6 +200,11 @@ torch::Tensor copied_tensor(const TensorRecord& record, const char* bytes) {
 
 // A whole file mapped privately: readable and writable, a write copying the
 // page instead of reaching the file.
+// The address ranges of the live mappings, so release_mapped_pages can tell
+// a view of a mapping from a tensor that owns heap memory.
+std::mutex mapped_ranges_mutex;
+std::map<uintptr_t, uintptr_t> mapped_ranges;  // begin -> end
+
 class FileMapping {
  public:
   explicit FileMapping(const std::filesystem::path& path) {
@@ -221,11 +228,18 @@ class FileMapping {
                                 std::strerror(map_error)));
       }
       data_ = static_cast<char*>(address);
+      std::lock_guard<std::mutex> lock(mapped_ranges_mutex);
+      mapped_ranges[uintptr_t(data_)] = uintptr_t(data_) + size_;
     }
     ::close(fd);  // the mapping keeps the file alive
   }
   ~FileMapping() {
-    if (data_) ::munmap(data_, size_);
+    if (!data_) return;
+    {
+      std::lock_guard<std::mutex> lock(mapped_ranges_mutex);
+      mapped_ranges.erase(uintptr_t(data_));
+    }
+    ::munmap(data_, size_);
   }
   FileMapping(const FileMapping&) = delete;
   FileMapping& operator=(const FileMapping&) = delete;
@@ -377,6 +391,22 @@ SafetensorsContents map_safetensors(const std::filesystem::path& path) {
   } catch (const Error& e) {
     throw Error(fmt::format("{}: {}", path.string(), e.what()));
   }
+}
+
+void release_mapped_pages(const torch::Tensor& tensor) {
+  if (!tensor.defined() || tensor.numel() == 0) return;
+  const auto begin = uintptr_t(tensor.data_ptr());
+  const auto end = begin + uintptr_t(tensor.numel()) * uintptr_t(tensor.element_size());
+  std::lock_guard<std::mutex> lock(mapped_ranges_mutex);
+  auto it = mapped_ranges.upper_bound(begin);
+  if (it == mapped_ranges.begin()) return;
+  --it;
+  if (end > it->second) return;  // not inside one mapping: memory of its own
+  // Whole pages only, within the mapping (which starts on a page boundary).
+  const auto page = uintptr_t(::sysconf(_SC_PAGESIZE));
+  const auto first = std::max(begin & ~(page - 1), it->first);
+  const auto last = std::min((end + page - 1) & ~(page - 1), it->second);
+  ::madvise(reinterpret_cast<void*>(first), last - first, MADV_DONTNEED);
 }
 
 }  // namespace mcompress

@@ -1,64 +1,34 @@
 #include "mcompress/quantization/quantized_model.h"
 
-#include <torch/csrc/jit/api/function_impl.h>
-
 #include <cmath>
 #include <map>
 #include <set>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "mcompress/runtime/affine_quantization.h"
 #include "mcompress/runtime/quantized_linear.h"
 #include "mcompress/sdk/error.h"
 #include "mcompress/models/graph.h"
+#include "linear_layer_code.h"
 
 namespace mcompress {
 namespace {
 
-using torch::jit::Block;
-using torch::jit::Graph;
 using torch::jit::Node;
 using torch::jit::Value;
 
 const c10::Symbol kQuantizedLinear = c10::Symbol::fromQualString("mcompress::quantized_linear");
 
+using linear_code::for_each_node;
+using linear_code::is_self_attribute;
+using linear_code::method_graphs;
+
 std::string display(const std::string& path) { return path.empty() ? "(root)" : path; }
 
-bool is_self_attribute(const Value* value, const Graph& graph, const std::string& name) {
-  const Node* node = value->node();
-  return node->kind() == c10::prim::GetAttr && node->s(c10::attr::name) == name &&
-         node->input() == graph.inputs()[0];
-}
-
-// aten::linear(x, self.weight, ...) in the code of the module itself.
-bool is_own_linear(const Node* node, const Graph& graph) {
-  return node->kind() == c10::aten::linear && is_self_attribute(node->input(1), graph, "weight");
-}
-
-template <typename Visit>
-void for_each_node(Block* block, const Visit& visit) {
-  for (Node* node : block->nodes()) {
-    for (Block* inner : node->blocks()) for_each_node(inner, visit);
-    visit(node);
-  }
-}
-
-std::vector<std::shared_ptr<Graph>> method_graphs(const c10::ClassTypePtr& type) {
-  std::vector<std::shared_ptr<Graph>> graphs;
-  for (torch::jit::Function* method : type->methods()) {
-    graphs.push_back(torch::jit::toGraphFunction(*method).graph());
-  }
-  return graphs;
-}
-
 bool calls_own_linear(const torch::jit::Module& module) {
-  for (const auto& graph : method_graphs(module.type())) {
-    bool found = false;
-    for_each_node(graph->block(), [&](Node* node) { found = found || is_own_linear(node, *graph); });
-    if (found) return true;
-  }
-  return false;
+  return !linear_code::own_linear_calls(module.type()).empty();
 }
 
 // Why the class's code cannot lose `weight`, or "" when every read of it is
@@ -101,11 +71,7 @@ std::string weight_read_by_others(const c10::ClassTypePtr& type,
 
 // Replaces every torch.linear(x, self.weight, b) in the class's code.
 void rewrite_linear_calls(const c10::ClassTypePtr& type) {
-  for (const auto& graph : method_graphs(type)) {
-    std::vector<Node*> calls;
-    for_each_node(graph->block(), [&](Node* node) {
-      if (is_own_linear(node, *graph)) calls.push_back(node);
-    });
+  for (const auto& [graph, calls] : linear_code::own_linear_calls(type)) {
     Value* self = graph->inputs()[0];
     for (Node* call : calls) {
       torch::jit::WithInsertPoint insert_before(call);
@@ -133,23 +99,26 @@ struct Instance {
   const LayerQuantization* plan = nullptr;  // null: not planned
 };
 
-}  // namespace
+// The model's modules grouped by class, classes in module order.
+struct ModulesByClass {
+  std::map<c10::ClassTypePtr, std::vector<Instance>> instances;
+  std::vector<c10::ClassTypePtr> types;
+};
 
-std::vector<LinearLayer> find_linear_layers(const torch::jit::Module& model) {
-  std::vector<LinearLayer> layers;
+ModulesByClass modules_by_class(const torch::jit::Module& model,
+                                const std::map<std::string, const LayerQuantization*>& planned) {
+  ModulesByClass result;
   for (const auto& named : model.named_modules()) {
-    const auto weight = own_tensor(named.value, "weight");
-    if (!weight || weight->dim() != 2 || !weight->is_floating_point()) continue;
-    if (!calls_own_linear(named.value)) continue;
-    const auto bias = own_tensor(named.value, "bias");
-    layers.push_back({named.name, weight->size(1), weight->size(0), bias.has_value() && bias->defined()});
+    const auto type = named.value.type();
+    if (!result.instances.count(type)) result.types.push_back(type);
+    auto it = planned.find(named.name);
+    result.instances[type].push_back({named.name, named.value, it == planned.end() ? nullptr : it->second});
   }
-  return layers;
+  return result;
 }
 
-QuantizedModel quantize_linear_layers(const torch::jit::Module& model,
-                                      const std::vector<LayerQuantization>& plan,
-                                      const QuantizationOptions& options) {
+std::map<std::string, const LayerQuantization*> plan_by_path(const torch::jit::Module& model,
+                                                             const std::vector<LayerQuantization>& plan) {
   for (const auto& entry : plan) {
     try {
       runtime::check_affine_format(entry.bits, entry.group_size);
@@ -157,43 +126,33 @@ QuantizedModel quantize_linear_layers(const torch::jit::Module& model,
       throw Error(fmt::format("layer {}: {}", display(entry.path), e.what()));
     }
   }
-  // New class types and code (tensors shared): the host's other copies of
-  // the model, and their compiled code, are never touched.
-  QuantizedModel result{model.clone(/*inplace=*/true), {}};
-  torch::jit::Module& out = result.model;
-
-  std::map<std::string, const LayerQuantization*> planned;
-  for (const auto& entry : plan) planned[entry.path] = &entry;
-  const auto linear = find_linear_layers(out);
   std::set<std::string> linear_paths;
-  for (const auto& layer : linear) linear_paths.insert(layer.path);
+  for (const auto& layer : find_linear_layers(model)) linear_paths.insert(layer.path);
+  std::map<std::string, const LayerQuantization*> planned;
   for (const auto& entry : plan) {
     if (!linear_paths.count(entry.path)) {
       throw Error(fmt::format("`{}` is not a linear layer of the model (one whose code calls "
                               "torch.linear on its own 2-D weight)",
                               display(entry.path)));
     }
+    planned[entry.path] = &entry;
   }
+  return planned;
+}
 
-  // Every module of a class runs the same code, so a class is rewritten for
-  // all its modules or for none.
-  std::map<c10::ClassTypePtr, std::vector<Instance>> by_type;
-  std::vector<c10::ClassTypePtr> all_types;
-  for (const auto& named : out.named_modules()) {
-    const auto type = named.value.type();
-    if (!by_type.count(type)) all_types.push_back(type);
-    auto it = planned.find(named.name);
-    by_type[type].push_back({named.name, named.value, it == planned.end() ? nullptr : it->second});
-  }
-
-  std::map<std::string, QuantizedLayerReport> reports;
-  for (auto& [type, instances] : by_type) {
+// Why planned layers cannot be quantized. Every module of a class runs the
+// same code, so a class is rewritten for all its modules or for none: when
+// one planned module of a class has a problem, all of them are listed.
+std::map<std::string, std::string> planned_layer_problems(const ModulesByClass& modules) {
+  std::map<std::string, std::string> problems;
+  for (const auto& type : modules.types) {
+    const auto& instances = modules.instances.at(type);
     bool any_planned = false;
     for (const auto& instance : instances) any_planned = any_planned || instance.plan;
     if (!any_planned) continue;
 
     std::string class_problem = weight_read_elsewhere(type);
-    if (class_problem.empty()) class_problem = weight_read_by_others(type, all_types);
+    if (class_problem.empty()) class_problem = weight_read_by_others(type, modules.types);
     for (const auto& instance : instances) {
       if (!class_problem.empty()) break;
       if (!instance.plan) {
@@ -215,9 +174,96 @@ QuantizedModel quantize_linear_layers(const torch::jit::Module& model,
         }
       }
     }
-
-    for (auto& instance : instances) {
+    for (const auto& instance : instances) {
       if (!instance.plan) continue;
+      if (layer_problem.count(instance.path)) {
+        problems[instance.path] = layer_problem[instance.path];
+      } else if (!class_problem.empty()) {
+        problems[instance.path] = class_problem;
+      }
+    }
+  }
+  return problems;
+}
+
+std::string shape_text(const torch::Tensor& t) { return fmt::format("[{}]", fmt::join(t.sizes(), ", ")); }
+
+// A weight quantized elsewhere (GPTQ, ...) must be exactly what this layer
+// would store: same settings, shapes and scale dtype.
+void check_precomputed(const std::string& path, const LayerQuantization& entry, const torch::Tensor& weight,
+                       c10::ScalarType storage, const runtime::QuantizedWeight& q) {
+  auto fail = [&](const std::string& what) {
+    throw Error(fmt::format("layer {}: the precomputed quantized weight {}; compute it for this layer's "
+                            "weight [{}, {}] with bits {} and group size {}, scales in {}",
+                            display(path), what, weight.size(0), weight.size(1), entry.bits,
+                            entry.group_size, c10::toString(storage)));
+  };
+  if (q.bits != entry.bits || q.group_size != entry.group_size) {
+    fail(fmt::format("has bits {} and group size {}, but the plan says {} and {}", q.bits, q.group_size,
+                     entry.bits, entry.group_size));
+  }
+  const int64_t rows = weight.size(0), columns = weight.size(1);
+  const std::vector<int64_t> packed_shape{rows, runtime::packed_words(columns, entry.bits)};
+  const std::vector<int64_t> scale_shape{rows, columns / entry.group_size};
+  if (!q.packed.defined() || q.packed.scalar_type() != torch::kInt || q.packed.sizes() != packed_shape) {
+    fail(fmt::format("has packed words {}, not int32 [{}, {}]",
+                     q.packed.defined() ? shape_text(q.packed) : "(none)", packed_shape[0], packed_shape[1]));
+  }
+  for (const auto* tensor : {&q.scales, &q.biases}) {
+    if (!tensor->defined() || tensor->sizes() != scale_shape) {
+      fail(fmt::format("has scales/biases {}, not [{}, {}]", tensor->defined() ? shape_text(*tensor) : "(none)",
+                       scale_shape[0], scale_shape[1]));
+    }
+    if (tensor->scalar_type() != storage) {
+      fail(fmt::format("stores scales/biases as {}", c10::toString(tensor->scalar_type())));
+    }
+  }
+}
+
+}  // namespace
+
+std::vector<LinearLayer> find_linear_layers(const torch::jit::Module& model) {
+  std::vector<LinearLayer> layers;
+  for (const auto& named : model.named_modules()) {
+    const auto weight = own_tensor(named.value, "weight");
+    if (!weight || weight->dim() != 2 || !weight->is_floating_point()) continue;
+    if (!calls_own_linear(named.value)) continue;
+    const auto bias = own_tensor(named.value, "bias");
+    layers.push_back({named.name, weight->size(1), weight->size(0), bias.has_value() && bias->defined()});
+  }
+  return layers;
+}
+
+std::map<std::string, std::string> unquantizable_layers(const torch::jit::Module& model,
+                                                        const std::vector<LayerQuantization>& plan) {
+  return planned_layer_problems(modules_by_class(model, plan_by_path(model, plan)));
+}
+
+QuantizedModel quantize_linear_layers(const torch::jit::Module& model,
+                                      const std::vector<LayerQuantization>& plan,
+                                      const QuantizationOptions& options) {
+  // New class types and code (tensors shared): the host's other copies of
+  // the model, and their compiled code, are never touched.
+  QuantizedModel result{model.clone(/*inplace=*/true), {}};
+  torch::jit::Module& out = result.model;
+  const auto planned = plan_by_path(out, plan);
+  const ModulesByClass modules = modules_by_class(out, planned);
+  const auto problems = planned_layer_problems(modules);
+  for (const auto& [path, weight] : options.precomputed) {
+    if (!planned.count(path)) {
+      throw Error(fmt::format("a precomputed quantized weight is given for `{}`, which the plan does not "
+                              "quantize; plan the layer or drop the weight",
+                              display(path)));
+    }
+  }
+
+  std::map<std::string, QuantizedLayerReport> reports;
+  for (const auto& type : modules.types) {
+    const auto& instances = modules.instances.at(type);
+    bool any_planned = false, any_problem = false;
+    for (const auto& instance : instances) {
+      if (!instance.plan) continue;
+      any_planned = true;
       const auto weight = *own_tensor(instance.module, "weight");
       QuantizedLayerReport report;
       report.path = instance.path;
@@ -226,26 +272,30 @@ QuantizedModel quantize_linear_layers(const torch::jit::Module& model,
       report.bits = instance.plan->bits;
       report.group_size = instance.plan->group_size;
       report.bytes_before = report.bytes_after = int64_t(tensor_bytes(weight));
-      if (layer_problem.count(instance.path)) {
-        report.reason = layer_problem[instance.path];
-      } else if (!class_problem.empty()) {
-        report.reason = class_problem;
+      if (auto problem = problems.find(instance.path); problem != problems.end()) {
+        report.reason = problem->second;
+        any_problem = true;
       }
       reports[instance.path] = report;
     }
-    if (!class_problem.empty() || !layer_problem.empty()) continue;
+    if (!any_planned || any_problem) continue;
 
-    for (auto& instance : instances) {
+    for (const auto& instance : instances) {
       torch::NoGradGuard no_grad;
       const auto original = own_tensor(instance.module, "weight")->detach();
       const auto source = options.storage_dtype ? original.to(*options.storage_dtype) : original;
       runtime::QuantizedWeight q;
-      try {
-        q = runtime::quantize_weight(source, instance.plan->bits, instance.plan->group_size);
-      } catch (const std::invalid_argument& e) {
-        throw Error(fmt::format("layer {}: {}", display(instance.path), e.what()));
+      if (auto given = options.precomputed.find(instance.path); given != options.precomputed.end()) {
+        check_precomputed(instance.path, *instance.plan, original, source.scalar_type(), given->second);
+        q = given->second;
+      } else {
+        try {
+          q = runtime::quantize_weight(source, instance.plan->bits, instance.plan->group_size);
+        } catch (const std::invalid_argument& e) {
+          throw Error(fmt::format("layer {}: {}", display(instance.path), e.what()));
+        }
       }
-      torch::jit::Module& m = instance.module;
+      torch::jit::Module m = instance.module;
       m.register_buffer(kPackedWeightName, q.packed);
       m.register_buffer(kScalesName, q.scales);
       m.register_buffer(kBiasesName, q.biases);
@@ -263,7 +313,7 @@ QuantizedModel quantize_linear_layers(const torch::jit::Module& model,
     }
     rewrite_linear_calls(type);
     // The floating weight goes: the packed one replaces it.
-    for (auto& instance : instances) instance.module._ivalue()->unsafeRemoveAttr("weight");
+    for (const auto& instance : instances) instance.module._ivalue()->unsafeRemoveAttr("weight");
     type->unsafeRemoveAttribute("weight");
   }
 

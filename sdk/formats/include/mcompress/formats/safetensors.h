@@ -64,4 +64,11 @@ MCOMPRESS_SDK_API SafetensorsContents read_safetensors(const std::filesystem::pa
 // lives as long as any of its tensors. Entries are in header order of offsets.
 MCOMPRESS_SDK_API SafetensorsContents map_safetensors(const std::filesystem::path& path);
 
+// Drops the resident pages of `tensor` if it is a view of a mapping made by
+// map_safetensors; they are read from the file again when touched. Does
+// nothing for any other tensor. Changes written through the view are lost,
+// so it is for readers that visit each tensor once (converters), keeping
+// only what they work on in memory.
+MCOMPRESS_SDK_API void release_mapped_pages(const torch::Tensor& tensor);
+
 }  // namespace mcompress

@@ -18,11 +18,13 @@
 // Convolutions and embeddings stay in floating point.
 #include <torch/script.h>
 
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "mcompress/models/quantized_layer.h"
+#include "mcompress/runtime/quantized_linear.h"
 #include "mcompress/sdk/export.h"
 
 namespace mcompress {
@@ -49,6 +51,13 @@ struct QuantizationOptions {
   // Cast weights to this dtype before quantizing (scales and biases are
   // stored in it, as MLX stores them in the weight's dtype); none: keep.
   std::optional<c10::ScalarType> storage_dtype;
+  // Weights already quantized by another method (GPTQ: gptq_calibration.h),
+  // by layer path, stored as given instead of rounding the weight to
+  // nearest. Each must have its plan entry's bits and group size, the
+  // weight's shape, and scales/biases in the storage dtype (above, else the
+  // weight's own). Layers not listed are rounded to nearest.
+  // (The {} keeps `QuantizationOptions{dtype}` free of missing-initializer warnings.)
+  std::map<std::string, runtime::QuantizedWeight> precomputed{};
 };
 
 // What happened to one planned layer.
@@ -71,6 +80,12 @@ struct QuantizedModel {
   std::vector<QuantizedLayerReport> layers;  // one per planned layer, in plan order
 };
 
+// The planned layers quantize_linear_layers would skip, each with the reason
+// it would give (the rules below); the others are quantizable. Throws like it
+// for a bad plan.
+MCOMPRESS_SDK_API std::map<std::string, std::string> unquantizable_layers(
+    const torch::jit::Module& model, const std::vector<LayerQuantization>& plan);
+
 // Quantizes the planned layers of `model` (which is not changed: the result
 // has its own class types and code, so the host's other copies keep
 // running the old code). Layers that cannot be quantized are skipped with a
@@ -78,7 +93,8 @@ struct QuantizedModel {
 // group size (MLX and mlx-lm skip those too), a weight that some other code
 // reads, or a class shared with a layer that is not being quantized (all
 // modules of one class run the same code). Throws mcompress::Error for a
-// planned path that is not a linear layer or an unsupported bits/group size.
+// planned path that is not a linear layer, an unsupported bits/group size,
+// or a precomputed weight that does not fit its layer.
 MCOMPRESS_SDK_API QuantizedModel quantize_linear_layers(const torch::jit::Module& model,
                                                         const std::vector<LayerQuantization>& plan,
                                                         const QuantizationOptions& options = {});

@@ -1,0 +1,28 @@
+#pragma once
+// Which path quantized_linear takes for a call: the instruction sets the
+// CPU has, the process-wide choice (set_kernel_choice, MCOMPRESS_KERNELS)
+// and the row thresholds, in one place. Private to the runtime.
+#include <cstdint>
+
+#include "qlinear_int8_kernels.h"
+
+namespace mcompress::runtime::detail {
+
+enum class Path {
+  PortableFused,  // portable::linear_rows
+  Avx2Fused,      // avx2::linear_rows (1-2 rows)
+  Avx2Tiles,      // dequantized tiles times the rows (a few rows)
+  DequantizedBlas,  // dequantized blocks times the rows with BLAS
+  Int8,           // int8 activations, integer products
+};
+
+struct PathChoice {
+  Path path = Path::PortableFused;
+  bool avx2 = false;  // AVX2 kernels for preparing and dequantizing
+  kernels::int8::MultiplyPanel multiply = nullptr;  // Path::Int8 only
+  const char* name = "portable";  // what active_kernel reports
+};
+
+PathChoice choose_path(int bits, int64_t rows);
+
+}  // namespace mcompress::runtime::detail
