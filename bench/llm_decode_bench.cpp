@@ -1,7 +1,9 @@
-// Decode and prefill speed of KvDecoder on a Hugging Face checkpoint, against
-// the machine's memory bandwidth: batch-1 decode reads every weight once per
-// token, so weights' bytes / bandwidth bounds tokens/s. Prints a table and one
-// "JSON: {...}" line (bench/llm_decode.sh compares it with PyTorch eager).
+// Decode and prefill speed of KvDecoder on a Hugging Face checkpoint or an
+// mlx-lm directory (its layers run quantized), against the machine's memory
+// bandwidth: batch-1 decode reads every weight once per token, so weights'
+// bytes / bandwidth bounds tokens/s. Prints a table and one "JSON: {...}"
+// line (bench/llm_decode.sh compares it with PyTorch eager,
+// bench/llm_decode_vs_llama_cpp.sh with llama.cpp).
 //
 //   mcompress_llm_decode_bench CHECKPOINT_DIR [--threads 2] [--prompt 64]
 //       [--new 32] [--reps 5] [--dtype checkpoint]
@@ -12,7 +14,10 @@
 
 #include <algorithm>
 #include <chrono>
+#include <filesystem>
 #include <fstream>
+#include <iterator>
+#include <memory>
 #include <iostream>
 #include <numeric>
 #include <random>
@@ -29,6 +34,7 @@
 #endif
 
 #include "mcompress/formats/hf_model.h"
+#include "mcompress/formats/mlx_lm_checkpoint.h"
 #include "mcompress/models/causal_lm.h"
 #include "mcompress/models/kv_decoding.h"
 
@@ -165,9 +171,23 @@ int main(int argc, char** argv) try {
   at::set_num_threads(o.threads);
   const bool pinned_blas = run_openblas_on_the_calling_thread();
 
+  // An mlx-lm directory (config.json has "quantization") decodes from its
+  // quantized layers; a Hugging Face checkpoint through its TorchScript model.
   const Clock::time_point load_start = Clock::now();
-  const torch::jit::Module model = mcompress::load_hf_model(o.checkpoint, o.dtype);
-  mcompress::KvDecoder decoder(model);
+  std::ifstream config_file(std::filesystem::path(o.checkpoint) / "config.json");
+  const std::string config_text((std::istreambuf_iterator<char>(config_file)), std::istreambuf_iterator<char>());
+  const bool mlx = config_text.find("\"quantization\"") != std::string::npos;
+  torch::jit::Module model;
+  mcompress::MlxLmWeights mlx_weights;
+  std::unique_ptr<mcompress::KvDecoder> decoder_holder;
+  if (mlx) {
+    mlx_weights = mcompress::read_mlx_lm_checkpoint(o.checkpoint);
+    decoder_holder = std::make_unique<mcompress::KvDecoder>(mlx_weights.config, mlx_weights.floating, mlx_weights.quantized);
+  } else {
+    model = mcompress::load_hf_model(o.checkpoint, o.dtype);
+    decoder_holder = std::make_unique<mcompress::KvDecoder>(model);
+  }
+  mcompress::KvDecoder& decoder = *decoder_holder;
   const double load_seconds = seconds_since(load_start);
   const double rss_after_load = status_mb("VmRSS");
 
@@ -176,12 +196,29 @@ int main(int argc, char** argv) try {
   const mcompress::TransformerConfig& config = decoder.config();
   int64_t weight_bytes = 0, embedding_bytes = 0;
   std::string dtype_name;
-  for (const auto& [name, tensor] : mcompress::causal_lm_weights(model)) {
-    weight_bytes += tensor.numel() * int64_t(tensor.element_size());
+  auto bytes = [](const torch::Tensor& t) { return t.numel() * int64_t(t.element_size()); };
+  const auto floating = mlx ? mlx_weights.floating : mcompress::causal_lm_weights(model);
+  for (const auto& [name, tensor] : floating) {
+    weight_bytes += bytes(tensor);
     if (name == "model.embed_tokens.weight") {
-      embedding_bytes = tensor.numel() * int64_t(tensor.element_size());
+      embedding_bytes = bytes(tensor);
       dtype_name = c10::toString(tensor.scalar_type());
     }
+  }
+  for (const auto& [path, q] : mlx_weights.quantized) {
+    const int64_t layer_bytes = bytes(q.packed) + bytes(q.scales) + bytes(q.biases);
+    weight_bytes += layer_bytes;
+    if (path == "model.embed_tokens") embedding_bytes = layer_bytes;
+  }
+  if (mlx) {
+    const auto& layer = mlx_weights.quantized.at("model.layers.0.mlp.down_proj");
+    const auto embed = mlx_weights.quantized.find("model.embed_tokens");
+    dtype_name = fmt::format("MLX {}-bit, group {}, {} scales{}", layer.bits, layer.group_size,
+                             c10::toString(layer.scales.scalar_type()),
+                             embed == mlx_weights.quantized.end() ? ", floating embeddings"
+                             : embed->second.bits != layer.bits
+                                 ? fmt::format(", {}-bit embeddings", embed->second.bits)
+                                 : "");
   }
   const int64_t bytes_per_token = config.tie_word_embeddings ? weight_bytes : weight_bytes - embedding_bytes;
   const double bound = bandwidth / double(bytes_per_token);

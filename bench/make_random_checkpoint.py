@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Writes a Hugging Face Llama checkpoint with random weights (config.json +
-model.safetensors) for the decode benchmark: the architecture is real, the
-weights are not.
+model.safetensors + tokenizer.json) for the decode benchmarks: the
+architecture is real, the weights and the vocabulary are not.
 
   make_random_checkpoint.py OUT_DIR --preset llama-1b|small --dtype float32|bfloat16
 
@@ -81,6 +81,48 @@ def write_safetensors(path, shapes, dtype, seed):
     return offset
 
 
+def bytes_to_unicode():
+    """GPT-2's byte-level alphabet: one printable character per byte."""
+    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("\u00a1"), ord("\u00ac") + 1)) + \
+        list(range(ord("\u00ae"), ord("\u00ff") + 1))
+    chars, extra = [], 0
+    for b in range(256):
+        if b in printable:
+            chars.append(chr(b))
+        else:
+            chars.append(chr(256 + extra))
+            extra += 1
+    return chars
+
+
+def write_tokenizer(path, vocab_size):
+    """A byte-level BPE tokenizer.json (GPT-2's pre-tokenizer) of exactly
+    vocab_size tokens: the 256 bytes, then every pair of them, then byte
+    triples, each with the merge that makes it, so tokenizers and llama.cpp
+    load it like a real one (GGUF export embeds it)."""
+    alphabet = bytes_to_unicode()
+    vocab = {c: i for i, c in enumerate(alphabet)}
+    merges = []
+    pairs = [(a, b) for a in alphabet for b in alphabet]
+    triples = ((a + b, c) for a, b in pairs for c in alphabet)
+    for left, right in pairs + list(next(triples) for _ in range(max(0, vocab_size - 256 - len(pairs)))):
+        if len(vocab) == vocab_size:
+            break
+        vocab[left + right] = len(vocab)
+        merges.append(f"{left} {right}")
+    tokenizer = {
+        "version": "1.0", "truncation": None, "padding": None, "added_tokens": [], "normalizer": None,
+        "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": True},
+        "post_processor": None,
+        "decoder": {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": True, "use_regex": True},
+        "model": {"type": "BPE", "dropout": None, "unk_token": None, "continuing_subword_prefix": None,
+                  "end_of_word_suffix": None, "fuse_unk": False, "byte_fallback": False, "ignore_merges": False,
+                  "vocab": vocab, "merges": merges},
+    }
+    with open(path, "w") as f:
+        json.dump(tokenizer, f, ensure_ascii=False)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("out")
@@ -95,6 +137,7 @@ def main():
         json.dump(config, f, indent=2)
     dtype = torch.float32 if a.dtype == "float32" else torch.bfloat16
     size = write_safetensors(os.path.join(a.out, "model.safetensors"), tensor_shapes(config), dtype, a.seed)
+    write_tokenizer(os.path.join(a.out, "tokenizer.json"), config["vocab_size"])
     print(f"{a.out}: {a.preset} {a.dtype}, {size / 1e6:.0f} MB of weights")
 
 

@@ -9,6 +9,8 @@
 
 #include "mcompress/models/causal_lm.h"
 #include "mcompress/models/kv_decoding.h"
+#include "mcompress/quantization/quantized_model.h"
+#include "mcompress/runtime/quantized_linear.h"
 
 namespace mcompress {
 namespace {
@@ -330,6 +332,92 @@ TEST(KvDecoding, ModuleConstructorMatchesTheModulesForward) {
   EXPECT_LT(relative_difference(decoder.append(ids.narrow(1, 0, 4)), expected.select(1, 3)), 1e-4);
   EXPECT_LT(relative_difference(decoder.append(ids.narrow(1, 4, 1)), expected.select(1, 4)), 1e-4);
   EXPECT_LT(relative_difference(decoder.append(ids.narrow(1, 5, 1)), expected.select(1, 5)), 1e-4);
+}
+
+// ---- quantized weights ----
+
+// Every matrix of `weights` (embeddings and output head included) quantized
+// to MLX's format: `quantized` gets them by module path, `dequantized` the
+// float weights they stand for (the reference computes with those).
+struct QuantizedCase {
+  Weights floating;                                          // norms and biases
+  std::map<std::string, runtime::QuantizedWeight> quantized;  // by module path
+  Weights dequantized;                                       // the whole model in float
+};
+
+QuantizedCase quantized_case(const Weights& weights, int bits, int group_size) {
+  QuantizedCase c;
+  for (const auto& [name, tensor] : weights) {
+    const bool matrix = tensor.dim() == 2 && name.size() > 7 && name.compare(name.size() - 7, 7, ".weight") == 0;
+    if (!matrix) {
+      c.floating[name] = tensor;
+      c.dequantized[name] = tensor;
+      continue;
+    }
+    const runtime::QuantizedWeight q = runtime::quantize_weight(tensor, bits, group_size);
+    c.quantized[name.substr(0, name.size() - 7)] = q;
+    c.dequantized[name] = runtime::dequantize_weight(q.packed, q.scales, q.biases, bits, group_size);
+  }
+  return c;
+}
+
+TEST_P(EveryFamily, QuantizedWeightsRunAsTheValuesTheyStandFor) {
+  const TransformerConfig config = small_config(GetParam().family);
+  for (const int bits : {3, 4, 8}) {
+    const QuantizedCase q = quantized_case(random_weights(config, 20 + uint64_t(bits)), bits, 32);
+    torch::manual_seed(7);
+    const torch::Tensor ids = torch::randint(config.vocab_size, {1, 8}, torch::kLong);
+    const torch::Tensor expected = reference_forward(config, q.dequantized, ids);
+    KvDecoder decoder(config, q.floating, q.quantized);
+    EXPECT_EQ(decoder.config().vocab_size, config.vocab_size);
+    EXPECT_EQ(decoder.config().tie_word_embeddings, config.tie_word_embeddings);
+    // Prefill through the runtime's batch kernels, then single-token steps.
+    EXPECT_LT(relative_difference(decoder.append(ids.narrow(1, 0, 5)), expected.select(1, 4)), 1e-4) << bits;
+    for (int64_t position = 5; position < 8; ++position)
+      EXPECT_LT(relative_difference(decoder.append(ids.narrow(1, position, 1)), expected.select(1, position)), 1e-4)
+          << bits << " bits, position " << position;
+  }
+}
+
+TEST(KvDecoding, LongQuantizedPrefillTakesTheInt8PathWithinItsError) {
+  // From 64 rows on the runtime quantizes activations to int8 (about 1% RMS error per product).
+  const TransformerConfig config = small_config(TransformerFamily::Llama);
+  const QuantizedCase q = quantized_case(random_weights(config, 30), 4, 32);
+  const torch::Tensor ids = torch::randint(config.vocab_size, {1, 80}, torch::kLong);
+  const torch::Tensor expected = reference_forward(config, q.dequantized, ids).select(1, 79);
+  KvDecoder decoder(config, q.floating, q.quantized);
+  const torch::Tensor logits = decoder.append(ids);
+  const double rms_error = (logits - expected).pow(2).mean().sqrt().item<double>();
+  EXPECT_LT(rms_error / expected.pow(2).mean().sqrt().item<double>(), 0.05);
+  EXPECT_EQ(logits.argmax(-1).item<int64_t>(), expected.argmax(-1).item<int64_t>());
+}
+
+TEST(KvDecoding, ModuleWithQuantizedLayersDecodesAsItsForward) {
+  // An untied Qwen2 (biases, lm_head of its own) whose linear layers mlx_quant's quantizer replaced.
+  const std::string config_json = R"({"model_type": "qwen2", "vocab_size": 101, "hidden_size": 64,
+    "intermediate_size": 96, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
+    "rms_norm_eps": 1e-5, "rope_theta": 10000.0, "tie_word_embeddings": false,
+    "max_position_embeddings": 128, "torch_dtype": "float32"})";
+  const TransformerConfig config = small_config(TransformerFamily::Qwen2);
+  torch::jit::Module model = build_causal_lm(config, config_json, random_weights(config, 13), torch::kFloat);
+  std::vector<LayerQuantization> plan;
+  for (const LinearLayer& layer : find_linear_layers(model)) plan.push_back({layer.path, 4, 32});
+  ASSERT_FALSE(plan.empty());
+  QuantizedModel quantized = quantize_linear_layers(model, plan, {});
+  const torch::Tensor ids = torch::randint(config.vocab_size, {1, 6}, torch::kLong);
+  const torch::Tensor expected = quantized.model.forward({ids}).toTensor();
+  KvDecoder decoder(quantized.model);
+  EXPECT_LT(relative_difference(decoder.append(ids.narrow(1, 0, 4)), expected.select(1, 3)), 1e-4);
+  EXPECT_LT(relative_difference(decoder.append(ids.narrow(1, 4, 1)), expected.select(1, 4)), 1e-4);
+  EXPECT_LT(relative_difference(decoder.append(ids.narrow(1, 5, 1)), expected.select(1, 5)), 1e-4);
+}
+
+TEST(KvDecoding, RejectsAQuantizedLayerThatIsNotAMatrix) {
+  const TransformerConfig config = small_config(TransformerFamily::Llama);
+  QuantizedCase q = quantized_case(random_weights(config, 31), 4, 32);
+  runtime::QuantizedWeight& broken = q.quantized.at("model.layers.0.mlp.up_proj");
+  broken.packed = broken.packed.view(-1);
+  EXPECT_THROW(KvDecoder(config, q.floating, q.quantized), std::exception);
 }
 
 // ---- generate ----

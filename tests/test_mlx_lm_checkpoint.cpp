@@ -8,10 +8,12 @@
 #include <nlohmann/json.hpp>
 
 #include <filesystem>
+#include <fstream>
 #include <string>
 #include <vector>
 
 #include "mcompress/formats/mlx_lm_checkpoint.h"
+#include "mcompress/models/kv_decoding.h"
 #include "mcompress/sdk/error.h"
 #include "test_support.h"
 
@@ -128,6 +130,53 @@ TEST_F(MlxLmCheckpoint, AnMlxLmSourceIsDequantizedFirst) {
   convert_to_mlx_lm(source("mixtral"), out("mixtral-4bit"), options(4, 32));
   convert_to_mlx_lm(out("mixtral-4bit"), out("mixtral-3bit"), options(3, 32));
   EXPECT_EQ(reference_check(out("mixtral-4bit"), out("mixtral-3bit"), 3, 32), "OK\n");
+}
+
+// Read back for decoding, the layers stay quantized (Mixtral's stacked
+// experts split again) and decode as the values they stand for.
+TEST_F(MlxLmCheckpoint, ReadBackForDecodingKeepsTheCodes) {
+  for (const std::string family : {"llama_tied_bf16", "qwen2", "mixtral"}) {
+    const auto dir = out(family + "-read");
+    convert_to_mlx_lm(source(family), dir, options(4, 32));
+    const MlxLmWeights read = read_mlx_lm_checkpoint(dir);
+    ASSERT_TRUE(read.quantized.count("model.embed_tokens")) << family;
+    EXPECT_FALSE(read.floating.count("model.embed_tokens.weight")) << family;
+    const std::string up = family == "mixtral" ? "model.layers.0.block_sparse_moe.experts.1.w3"
+                                               : "model.layers.0.mlp.up_proj";
+    ASSERT_TRUE(read.quantized.count(up)) << family;
+    EXPECT_EQ(read.quantized.at(up).bits, 4);
+    EXPECT_EQ(read.quantized.at(up).packed.dim(), 2);
+    if (family == "mixtral") EXPECT_TRUE(read.floating.count("model.layers.0.block_sparse_moe.experts.1.w2.weight"));
+
+    // The same model with every quantized layer dequantized, run by the floating path.
+    auto dequantized = read.floating;
+    for (const auto& [path, q] : read.quantized)
+      dequantized[path + ".weight"] =
+          runtime::dequantize_weight(q.packed, q.scales, q.biases, q.bits, q.group_size).to(q.scales.scalar_type());
+    KvDecoder quantized(read.config, read.floating, read.quantized), floating(read.config, dequantized);
+    const auto ids = torch::randint(read.config.vocab_size, {1, 6}, torch::kLong);
+    const double tolerance = family == "llama_tied_bf16" ? 0.03 : 1e-3;
+    auto difference = [](const torch::Tensor& a, const torch::Tensor& b) {
+      return (a - b).abs().max().item<double>() / b.abs().max().item<double>();
+    };
+    EXPECT_LT(difference(quantized.append(ids.narrow(1, 0, 4)), floating.append(ids.narrow(1, 0, 4))), tolerance)
+        << family;
+    for (int64_t t = 4; t < 6; ++t)
+      EXPECT_LT(difference(quantized.append(ids.narrow(1, t, 1)), floating.append(ids.narrow(1, t, 1))), tolerance)
+          << family << " step " << t;
+  }
+  // config.json's bits disagreeing with the codes' shapes is refused with the layer's name.
+  const auto damaged = out("llama3-damaged");
+  convert_to_mlx_lm(source("llama3"), damaged, options(4, 32));
+  auto config = nlohmann::json::parse(read_text(damaged / "config.json"));
+  config["quantization"]["bits"] = 8;
+  std::ofstream(damaged / "config.json") << config.dump();
+  try {
+    read_mlx_lm_checkpoint(damaged);
+    ADD_FAILURE() << "a config.json saying 8 bits over 4-bit codes was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("8-bit groups of 32"), std::string::npos) << e.what();
+  }
 }
 
 TEST_F(MlxLmCheckpoint, BadSettingsAndSourcesLeaveNothingBehind) {

@@ -8,6 +8,7 @@
 #include <regex>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "mcompress/formats/checkpoint_writer.h"
 #include "mcompress/runtime/affine_quantization.h"
@@ -414,6 +415,81 @@ MlxLmSummary convert_to_mlx_lm(const fs::path& source, const fs::path& directory
   auto summary = converter.finish();
   if (options.progress) options.progress->finish(fmt::format("{} tensors, {:.1f} MB", summary.tensors, summary.bytes / 1e6));
   return summary;
+}
+
+namespace {
+
+// block_sparse_moe.switch_mlp.<projection> -> block_sparse_moe.experts.<e>.<w>
+// (the inverse of the stacking above), or "" for any other module.
+std::string expert_path(const std::string& path, int64_t expert) {
+  static const std::regex stacked(R"(^(model\.layers\.\d+\.block_sparse_moe)\.switch_mlp\.(gate_proj|up_proj|down_proj)$)");
+  std::smatch match;
+  if (!std::regex_match(path, match, stacked)) return "";
+  const char* w = match[2] == "gate_proj" ? "w1" : match[2] == "down_proj" ? "w2" : "w3";
+  return fmt::format("{}.experts.{}.{}", match[1].str(), expert, w);
+}
+
+}  // namespace
+
+MlxLmWeights read_mlx_lm_checkpoint(const fs::path& directory) {
+  const HfCheckpoint checkpoint = read_hf_checkpoint(directory);
+  MlxLmWeights result;
+  result.config_json = checkpoint.config_json;
+  result.config = parse_transformer_config(checkpoint.config_json, (directory / "config.json").string());
+  const auto settings = source_quantization(nlohmann::json::parse(checkpoint.config_json));
+  for (const auto& [name, entry] : checkpoint.tensors) {
+    const std::string path = module_of(name);
+    const bool has_scales = checkpoint.tensors.count(path + ".scales") > 0;
+    if (has_scales && (ends_with(name, ".scales") || ends_with(name, ".biases")) &&
+        checkpoint.tensors.count(path + ".weight"))
+      continue;  // read with their weight
+    const bool stacked = !expert_path(path, 0).empty();
+    if (!has_scales || !ends_with(name, ".weight")) {
+      if (!stacked) {
+        result.floating[name] = entry.tensor;
+        continue;
+      }
+      const std::string field = name.substr(path.size());  // ".weight", ".bias"
+      for (int64_t e = 0; e < entry.tensor.size(0); ++e)
+        result.floating[expert_path(path, e) + field] = entry.tensor.select(0, e);
+      continue;
+    }
+    const std::string file = directory.string();
+    const auto biases = checkpoint.tensors.find(path + ".biases");
+    if (biases == checkpoint.tensors.end())
+      throw Error(fmt::format("{}: {}.scales without {}.biases; the MLX checkpoint is incomplete", file, path, path));
+    if (settings.empty())
+      throw Error(fmt::format("{}: {} has scales but config.json has no \"quantization\" entry saying its bits and "
+                              "group size", (directory / "config.json").string(), path));
+    const auto own = settings.find(path);
+    const MlxLayerSettings s = own != settings.end() ? own->second : settings.at("");
+    const torch::Tensor& packed = entry.tensor;
+    const torch::Tensor& scales = checkpoint.tensors.at(path + ".scales").tensor;
+    const torch::Tensor& bias_terms = biases->second.tensor;
+    try {
+      runtime::check_affine_format(s.bits, s.group_size);
+    } catch (const std::invalid_argument& e) {
+      throw Error(fmt::format("{}: {}: {}", (directory / "config.json").string(), path, e.what()));
+    }
+    const bool consistent = packed.dim() == scales.dim() && packed.dim() >= 2 && scales.sizes() == bias_terms.sizes() &&
+                            packed.sizes().slice(0, packed.dim() - 1) == scales.sizes().slice(0, scales.dim() - 1) &&
+                            packed.size(-1) * 32 == scales.size(-1) * s.group_size * s.bits;
+    if (!consistent)
+      throw Error(fmt::format("{}: {}: codes {} and scales {} / biases {} do not make {}-bit groups of {} (as "
+                              "config.json says); the checkpoint or its config is damaged",
+                              file, path, fmt::join(packed.sizes(), "x"), fmt::join(scales.sizes(), "x"),
+                              fmt::join(bias_terms.sizes(), "x"), s.bits, s.group_size));
+    const auto quantized = [&](const torch::Tensor& p, const torch::Tensor& sc, const torch::Tensor& b) {
+      return runtime::QuantizedWeight{p.contiguous(), sc.contiguous(), b.contiguous(), s.bits, s.group_size};
+    };
+    if (!stacked) {
+      result.quantized[path] = quantized(packed, scales, bias_terms);
+      continue;
+    }
+    for (int64_t e = 0; e < packed.size(0); ++e)
+      result.quantized[expert_path(path, e)] = quantized(packed.select(0, e), scales.select(0, e), bias_terms.select(0, e));
+  }
+  return result;
 }
 
 }  // namespace mcompress

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <set>
 
+#include "mcompress/models/quantized_layer.h"
 #include "mcompress/sdk/error.h"
 
 namespace mcompress {
@@ -358,6 +359,15 @@ std::string causal_lm_config_json(const Module& model) {
   return model.attr(kConfigAttribute).toStringRef();
 }
 
+namespace {
+
+// Rows of a linear layer's weight, floating or quantized (quantized_layer.h).
+int64_t out_features(const Module& linear) {
+  return linear.attr(linear.hasattr("weight") ? "weight" : kPackedWeightName).toTensor().size(0);
+}
+
+}  // namespace
+
 TransformerConfig causal_lm_config(const Module& model) {
   TransformerConfig config = parse_transformer_config(causal_lm_config_json(model), "the model's config.json");
   const Module body = submodule(model, "model");
@@ -373,18 +383,18 @@ TransformerConfig causal_lm_config(const Module& model) {
   const Module first = (*layers.begin()).value;
   const Module attention = submodule(first, "self_attn");
   const Module q_proj = submodule(attention, "q_proj");
-  config.num_attention_heads = q_proj.attr("weight").toTensor().size(0) / config.head_dim;
-  config.num_key_value_heads = submodule(attention, "k_proj").attr("weight").toTensor().size(0) / config.head_dim;
+  config.num_attention_heads = out_features(q_proj) / config.head_dim;
+  config.num_key_value_heads = out_features(submodule(attention, "k_proj")) / config.head_dim;
   config.attention_bias = q_proj.hasattr("bias");
   config.qk_norm = attention.hasattr("q_norm");
   if (first.hasattr("block_sparse_moe")) {
     const Module moe = submodule(first, "block_sparse_moe");
-    config.num_local_experts = submodule(moe, "gate").attr("weight").toTensor().size(0);
+    config.num_local_experts = out_features(submodule(moe, "gate"));
     config.num_experts_per_tok = std::min(config.num_experts_per_tok, config.num_local_experts);
     const Module expert = (*submodule(moe, "experts").named_children().begin()).value;
-    config.intermediate_size = submodule(expert, "w1").attr("weight").toTensor().size(0);
+    config.intermediate_size = out_features(submodule(expert, "w1"));
   } else {
-    config.intermediate_size = submodule(submodule(first, "mlp"), "gate_proj").attr("weight").toTensor().size(0);
+    config.intermediate_size = out_features(submodule(submodule(first, "mlp"), "gate_proj"));
   }
   return config;
 }

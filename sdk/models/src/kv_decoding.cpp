@@ -8,16 +8,19 @@
 #include <algorithm>
 #include <cmath>
 #include <numeric>
+#include <optional>
 
 #include "blas_threads.h"
 #include "gemv_kernels.h"
 #include "mcompress/models/causal_lm.h"
+#include "mcompress/models/quantized_layer.h"
 #include "mcompress/sdk/error.h"
 
 namespace mcompress {
 namespace {
 
 using Weights = std::map<std::string, torch::Tensor>;
+using QuantizedWeights = std::map<std::string, runtime::QuantizedWeight>;
 
 kernels::WeightType kernel_type(c10::ScalarType type) {
   switch (type) {
@@ -50,9 +53,11 @@ std::vector<float> as_floats(const torch::Tensor& tensor) {
 }
 
 // A weight matrix [rows, cols] the kernels can stream: the model's own tensor
-// when it is already contiguous in a kernel dtype (never copied), else a copy.
+// when it is already contiguous in a kernel dtype (never copied), else a
+// copy; or a weight in MLX's quantized format, run by the runtime's kernels.
 struct Linear {
   torch::Tensor weight;
+  std::optional<runtime::QuantizedWeight> quantized;
   torch::Tensor bias;
   std::vector<float> bias_floats;
   kernels::WeightType type = kernels::WeightType::Float32;
@@ -65,24 +70,46 @@ struct Linear {
       w = w.to(compute_dtype);
     weight = w.is_contiguous() ? w : w.contiguous();
     type = kernel_type(weight.scalar_type());
-    if (b.defined()) {
-      if (b.dim() != 1 || b.size(0) != weight.size(0))
-        throw Error(fmt::format("the bias of '{}' must have {} values", name, weight.size(0)));
-      bias = b.detach();
-      bias_floats = as_floats(bias);
-    }
+    set_bias(b, name);
   }
-  int64_t rows() const { return weight.size(0); }
-  int64_t cols() const { return weight.size(1); }
+  Linear(const runtime::QuantizedWeight& q, torch::Tensor b, const std::string& name) : quantized(q) {
+    if (q.packed.dim() != 2 || q.scales.dim() != 2 || q.packed.size(0) != q.scales.size(0))
+      throw Error(fmt::format("'{}': packed weight and scales must be matrices with one row per output", name));
+    set_bias(b, name);
+  }
+  void set_bias(torch::Tensor b, const std::string& name) {
+    if (!b.defined()) return;
+    if (b.dim() != 1 || b.size(0) != rows())
+      throw Error(fmt::format("the bias of '{}' must have {} values", name, rows()));
+    bias = b.detach();
+    bias_floats = as_floats(bias);
+  }
+  bool defined() const { return weight.defined() || quantized.has_value(); }
+  int64_t rows() const { return quantized ? quantized->packed.size(0) : weight.size(0); }
+  int64_t cols() const { return quantized ? quantized->scales.size(1) * quantized->group_size : weight.size(1); }
 
   // y = W x (+ b) for one float32 vector.
   void apply(const float* x, float* y) const {
-    kernels::gemv(type, weight.data_ptr(), rows(), cols(), cols(), x, y);
+    if (quantized) {
+      const torch::Tensor input = torch::from_blob(const_cast<float*>(x), {1, cols()}, torch::kFloat);
+      const torch::Tensor output = torch::from_blob(y, {1, rows()}, torch::kFloat);
+      output.copy_(runtime::quantized_linear(input, quantized->packed, quantized->scales, quantized->biases,
+                                             c10::nullopt, quantized->bits, quantized->group_size));
+    } else {
+      kernels::gemv(type, weight.data_ptr(), rows(), cols(), cols(), x, y);
+    }
     for (size_t i = 0; i < bias_floats.size(); ++i) y[i] += bias_floats[i];
   }
-  // The same for a batch of rows in the compute dtype, through LibTorch.
+  // The same for a batch of rows in the compute dtype, through LibTorch (or
+  // the runtime's batched kernels).
   torch::Tensor apply(const torch::Tensor& x) const {
-    return torch::linear(x, weight.to(x.scalar_type()), bias.defined() ? bias.to(x.scalar_type()) : torch::Tensor());
+    const torch::Tensor b = bias.defined() ? bias.to(x.scalar_type()) : torch::Tensor();
+    if (quantized) {
+      const c10::optional<torch::Tensor> optional_bias = b.defined() ? c10::optional<torch::Tensor>(b) : c10::nullopt;
+      return runtime::quantized_linear(x, quantized->packed, quantized->scales, quantized->biases, optional_bias,
+                                       quantized->bits, quantized->group_size);
+    }
+    return torch::linear(x, weight.to(x.scalar_type()), b);
   }
 };
 
@@ -169,7 +196,8 @@ struct KvDecoder::State {
   c10::ScalarType dtype = torch::kFloat;
   int64_t hidden = 0;
   int64_t head_dim = 0;
-  torch::Tensor embed;
+  torch::Tensor embed;  // floating [vocabulary, hidden], or undefined when quantized
+  std::optional<runtime::QuantizedWeight> quantized_embed;
   kernels::WeightType embed_type = kernels::WeightType::Float32;
   Linear lm_head;
   torch::Tensor final_norm;
@@ -183,35 +211,68 @@ struct KvDecoder::State {
   Scratch scratch;
 
   void ensure_cache(int64_t batch_size, int64_t needed);
+  int64_t vocabulary() const { return quantized_embed ? quantized_embed->packed.size(0) : embed.size(0); }
+  torch::Tensor embedding(const torch::Tensor& ids) const;
   torch::Tensor append_one_token(int64_t token);
   torch::Tensor append_batch(const torch::Tensor& ids);
   void single_token_feed_forward(const Layer& layer, const FeedForward& ffn, const float* x, float* out);
   torch::Tensor batch_feed_forward(const Layer& layer, const torch::Tensor& x) const;
 };
 
-KvDecoder::KvDecoder(const torch::jit::Module& model) : KvDecoder(causal_lm_config(model), causal_lm_weights(model)) {}
+namespace {
 
-KvDecoder::KvDecoder(const TransformerConfig& config, std::map<std::string, torch::Tensor> weights)
+// The model's quantized layers' weights by module path.
+QuantizedWeights quantized_weights(const torch::jit::Module& model) {
+  QuantizedWeights quantized;
+  for (const QuantizedLayerView& layer : quantized_layers(model))
+    quantized[layer.path] = {layer.packed, layer.scales, layer.biases, layer.bits, layer.group_size};
+  return quantized;
+}
+
+}  // namespace
+
+KvDecoder::KvDecoder(const torch::jit::Module& model)
+    : KvDecoder(causal_lm_config(model), causal_lm_weights(model), quantized_weights(model)) {}
+
+KvDecoder::KvDecoder(const TransformerConfig& config, std::map<std::string, torch::Tensor> weights,
+                     std::map<std::string, runtime::QuantizedWeight> quantized)
     : state_(std::make_unique<State>()) {
   State& s = *state_;
   s.config = config;
   s.weights = std::move(weights);
   const Weights& w = s.weights;
 
-  s.embed = required(w, "model.embed_tokens.weight").detach();
-  if (s.embed.dim() != 2) throw Error("'model.embed_tokens.weight' must be a matrix [vocabulary, hidden]");
-  if (!s.embed.is_contiguous()) s.embed = s.embed.contiguous();
-  s.embed_type = kernel_type(s.embed.scalar_type());
+  const auto quantized_embed = quantized.find("model.embed_tokens");
+  if (quantized_embed != quantized.end()) {
+    s.quantized_embed = quantized_embed->second;
+    s.dtype = s.quantized_embed->scales.scalar_type();
+    s.hidden = Linear(*s.quantized_embed, {}, "model.embed_tokens").cols();
+  } else {
+    s.embed = required(w, "model.embed_tokens.weight").detach();
+    if (s.embed.dim() != 2) throw Error("'model.embed_tokens.weight' must be a matrix [vocabulary, hidden]");
+    if (!s.embed.is_contiguous()) s.embed = s.embed.contiguous();
+    s.embed_type = kernel_type(s.embed.scalar_type());
+    s.dtype = s.embed.scalar_type();
+    s.hidden = s.embed.size(1);
+  }
   // LibTorch's CPU matrix products lack float16: several tokens at once run in float32 then.
-  s.dtype = s.embed.scalar_type() == torch::kHalf ? torch::kFloat : s.embed.scalar_type();
-  s.hidden = s.embed.size(1);
+  if (s.dtype == torch::kHalf) s.dtype = torch::kFloat;
   s.head_dim = config.head_dim > 0 ? config.head_dim
                                    : (config.num_attention_heads > 0 ? s.hidden / config.num_attention_heads : 0);
   if (s.head_dim <= 0 || s.head_dim % 2 != 0)
     throw Error(fmt::format("head_dim must be a positive even number, is {}", s.head_dim));
 
-  const torch::Tensor head = optional_weight(w, "lm_head.weight");
-  s.lm_head = Linear(head.defined() ? head : s.embed, {}, s.dtype, "lm_head.weight");
+  // A floating `<path>.weight`, else the quantized weight of `path`.
+  auto linear = [&](const std::string& path, bool with_bias) {
+    const torch::Tensor bias = with_bias ? optional_weight(w, path + ".bias") : torch::Tensor();
+    const auto q = quantized.find(path);
+    if (q != quantized.end() && !w.count(path + ".weight")) return Linear(q->second, bias, path);
+    return Linear(required(w, path + ".weight"), bias, s.dtype, path + ".weight");
+  };
+  const bool has_head = w.count("lm_head.weight") || quantized.count("lm_head");
+  s.lm_head = has_head           ? linear("lm_head", false)
+              : s.quantized_embed ? Linear(*s.quantized_embed, {}, "model.embed_tokens")
+                                 : Linear(s.embed, {}, s.dtype, "lm_head.weight");
   s.final_norm = required(w, "model.norm.weight").detach();
   s.final_norm_floats = as_floats(s.final_norm);
 
@@ -220,16 +281,13 @@ KvDecoder::KvDecoder(const TransformerConfig& config, std::map<std::string, torc
   for (int64_t i = 0; i < layer_count; ++i) {
     const std::string p = fmt::format("model.layers.{}.", i);
     Layer layer;
-    auto linear = [&](const std::string& name, bool with_bias) {
-      return Linear(required(w, p + name + ".weight"), with_bias ? optional_weight(w, p + name + ".bias") : torch::Tensor(),
-                    s.dtype, p + name + ".weight");
-    };
+    auto layer_linear = [&](const std::string& name, bool with_bias) { return linear(p + name, with_bias); };
     layer.input_norm = required(w, p + "input_layernorm.weight").detach();
     layer.post_norm = required(w, p + "post_attention_layernorm.weight").detach();
-    layer.q = linear("self_attn.q_proj", true);
-    layer.k = linear("self_attn.k_proj", true);
-    layer.v = linear("self_attn.v_proj", true);
-    layer.o = linear("self_attn.o_proj", true);
+    layer.q = layer_linear("self_attn.q_proj", true);
+    layer.k = layer_linear("self_attn.k_proj", true);
+    layer.v = layer_linear("self_attn.v_proj", true);
+    layer.o = layer_linear("self_attn.o_proj", true);
     if (layer.q.rows() % s.head_dim != 0 || layer.k.rows() % s.head_dim != 0 || layer.v.rows() != layer.k.rows())
       throw Error(fmt::format("layer {}: q/k/v rows ({}, {}, {}) are not whole heads of {}", i, layer.q.rows(),
                               layer.k.rows(), layer.v.rows(), s.head_dim));
@@ -246,16 +304,18 @@ KvDecoder::KvDecoder(const TransformerConfig& config, std::map<std::string, torc
       throw Error(fmt::format("layer {}: q_norm and k_norm come together", i));
     if (layer.q_norm.defined() && (layer.q_norm.numel() != s.head_dim || layer.k_norm.numel() != s.head_dim))
       throw Error(fmt::format("layer {}: q_norm/k_norm must have head_dim ({}) values", i, s.head_dim));
-    const torch::Tensor router = optional_weight(w, p + "block_sparse_moe.gate.weight");
-    if (router.defined()) {
-      layer.router = Linear(router, {}, s.dtype, p + "block_sparse_moe.gate.weight");
+    const std::string router = p + "block_sparse_moe.gate";
+    if (w.count(router + ".weight") || quantized.count(router)) {
+      layer.router = linear(router, false);
       for (int64_t e = 0; e < layer.router.rows(); ++e) {
         // w1 = gate, w3 = up, w2 = down.
         const std::string expert = fmt::format("block_sparse_moe.experts.{}.", e);
-        layer.experts.push_back({linear(expert + "w1", false), linear(expert + "w3", false), linear(expert + "w2", false)});
+        layer.experts.push_back(
+            {layer_linear(expert + "w1", false), layer_linear(expert + "w3", false), layer_linear(expert + "w2", false)});
       }
     } else {
-      layer.mlp = {linear("mlp.gate_proj", false), linear("mlp.up_proj", false), linear("mlp.down_proj", false)};
+      layer.mlp = {layer_linear("mlp.gate_proj", false), layer_linear("mlp.up_proj", false),
+                   layer_linear("mlp.down_proj", false)};
     }
     layer.input_norm_floats = as_floats(layer.input_norm);
     layer.post_norm_floats = as_floats(layer.post_norm);
@@ -272,10 +332,10 @@ KvDecoder::KvDecoder(const TransformerConfig& config, std::map<std::string, torc
   s.config.head_dim = s.head_dim;
   s.config.num_attention_heads = first.heads;
   s.config.num_key_value_heads = first.kv_heads;
-  s.config.tie_word_embeddings = !head.defined();
+  s.config.tie_word_embeddings = !has_head;
   s.config.attention_bias = first.q.bias.defined();
   s.config.qk_norm = first.q_norm.defined();
-  if (first.router.weight.defined()) {
+  if (first.router.defined()) {
     s.config.num_local_experts = first.router.rows();
     s.config.intermediate_size = first.experts.front().gate.rows();
     if (s.config.num_experts_per_tok <= 0) throw Error("a Mixtral model needs num_experts_per_tok");
@@ -327,7 +387,7 @@ torch::Tensor KvDecoder::append(const torch::Tensor& ids) {
   if (s.length > 0 && ids.size(0) != s.batch)
     throw Error(fmt::format("the cache holds a batch of {}, the new tokens a batch of {}", s.batch, ids.size(0)));
   const torch::Tensor tokens = ids.to(torch::kLong).contiguous();
-  const int64_t vocabulary = s.embed.size(0);
+  const int64_t vocabulary = s.vocabulary();
   const int64_t smallest = tokens.min().item<int64_t>(), largest = tokens.max().item<int64_t>();
   if (smallest < 0 || largest >= vocabulary)
     throw Error(fmt::format("token id {} is outside the vocabulary of {}", smallest < 0 ? smallest : largest, vocabulary));
@@ -382,8 +442,15 @@ torch::Tensor KvDecoder::State::append_one_token(int64_t token) {
   };
 
   float* h = m.hidden.data();
-  kernels::widen(embed_type, static_cast<const char*>(embed.data_ptr()) + token * hidden * embed.element_size(),
-                 hidden, h);
+  if (quantized_embed) {
+    const runtime::QuantizedWeight& e = *quantized_embed;
+    const torch::Tensor row = runtime::dequantize_weight(e.packed.narrow(0, token, 1), e.scales.narrow(0, token, 1),
+                                                         e.biases.narrow(0, token, 1), e.bits, e.group_size);
+    std::copy(row.data_ptr<float>(), row.data_ptr<float>() + hidden, h);
+  } else {
+    kernels::widen(embed_type, static_cast<const char*>(embed.data_ptr()) + token * hidden * embed.element_size(),
+                   hidden, h);
+  }
   const double eps = config.rms_norm_eps;
   const float scale = float(1.0 / std::sqrt(double(head_dim)));
   for (Layer& layer : layers) {
@@ -475,11 +542,23 @@ torch::Tensor KvDecoder::State::batch_feed_forward(const Layer& layer, const tor
   return out.view(shape);
 }
 
+torch::Tensor KvDecoder::State::embedding(const torch::Tensor& ids) const {
+  if (!quantized_embed) return torch::embedding(embed, ids).to(dtype);
+  // Only the rows of the tokens are dequantized, in the order of the ids.
+  const runtime::QuantizedWeight& e = *quantized_embed;
+  const torch::Tensor flat = ids.reshape({-1});
+  const torch::Tensor rows = runtime::dequantize_weight(e.packed.index_select(0, flat), e.scales.index_select(0, flat),
+                                                        e.biases.index_select(0, flat), e.bits, e.group_size);
+  auto shape = ids.sizes().vec();
+  shape.push_back(hidden);
+  return rows.view(shape).to(dtype);
+}
+
 torch::Tensor KvDecoder::State::append_batch(const torch::Tensor& ids) {
   // A prompt's products are large: all of LibTorch's threads for BLAS too.
   ScopedBlasThreads blas(at::get_num_threads());
   const int64_t n = ids.size(0), t = ids.size(1), past = length, total = past + t;
-  torch::Tensor x = torch::embedding(embed, ids).to(dtype);  // [N, T, hidden]
+  torch::Tensor x = embedding(ids);  // [N, T, hidden]
   const torch::Tensor positions = torch::arange(past, total, torch::kFloat);
   const torch::Tensor angles = torch::outer(positions, inv_freq_tensor);
   const torch::Tensor both = torch::cat({angles, angles}, -1);

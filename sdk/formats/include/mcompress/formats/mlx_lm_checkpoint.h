@@ -31,6 +31,7 @@
 #include <nlohmann/json.hpp>
 
 #include "mcompress/formats/hf_checkpoint.h"
+#include "mcompress/models/transformer_config.h"
 #include "mcompress/runtime/quantized_linear.h"
 #include "mcompress/sdk/export.h"
 #include "mcompress/sdk/progress.h"
@@ -103,5 +104,22 @@ MCOMPRESS_SDK_API MlxLmSummary write_mlx_lm_checkpoint(const std::vector<Safeten
 MCOMPRESS_SDK_API MlxLmSummary convert_to_mlx_lm(const std::filesystem::path& source,
                                                  const std::filesystem::path& directory,
                                                  const MlxLmOptions& options);
+
+// An mlx-lm directory read for running, its layers left quantized: what
+// KvDecoder(config, floating, quantized) decodes from (batch-1 decoding
+// reads every weight once per token, so the packed codes are what make it
+// fast). Names are Hugging Face's: Mixtral's stacked switch_mlp tensors come
+// back as experts.<e>.w1/w2/w3.
+struct MlxLmWeights {
+  TransformerConfig config;
+  std::string config_json;                                    // config.json's text
+  std::map<std::string, torch::Tensor> floating;              // views of the mapped files
+  std::map<std::string, runtime::QuantizedWeight> quantized;  // by module path
+};
+
+// Reads `directory` (quantized or not). Throws mcompress::Error naming the
+// file and tensor for scales without biases, a layer whose codes, scales and
+// config.json's bits/group size disagree, or an unsupported setting.
+MCOMPRESS_SDK_API MlxLmWeights read_mlx_lm_checkpoint(const std::filesystem::path& directory);
 
 }  // namespace mcompress

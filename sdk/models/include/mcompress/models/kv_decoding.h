@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "mcompress/models/transformer_config.h"
+#include "mcompress/runtime/quantized_linear.h"
 #include "mcompress/sdk/export.h"
 #include "mcompress/sdk/progress.h"
 
@@ -24,9 +25,15 @@ namespace mcompress {
 
 class MCOMPRESS_SDK_API KvDecoder {
  public:
-  // Shares (does not copy) the module's parameters; the module must outlive the decoder.
+  // Shares (does not copy) the module's parameters; the module must outlive
+  // the decoder. Its quantized layers (quantized_layer.h) run quantized.
   explicit KvDecoder(const torch::jit::Module& model);
-  KvDecoder(const TransformerConfig& config, std::map<std::string, torch::Tensor> weights);
+  // `weights` by Hugging Face name; `quantized` by module path (e.g.
+  // "model.layers.0.mlp.down_proj", "model.embed_tokens", "lm_head"): those
+  // layers run from MLX's format with the runtime's kernels instead of a
+  // floating `<path>.weight` (an MLX checkpoint: read_mlx_lm_checkpoint).
+  KvDecoder(const TransformerConfig& config, std::map<std::string, torch::Tensor> weights,
+            std::map<std::string, runtime::QuantizedWeight> quantized = {});
   ~KvDecoder();
   KvDecoder(KvDecoder&&) noexcept;
   KvDecoder& operator=(KvDecoder&&) noexcept;
