@@ -369,6 +369,7 @@ TEST_P(EveryFamily, QuantizedWeightsRunAsTheValuesTheyStandFor) {
     const torch::Tensor ids = torch::randint(config.vocab_size, {1, 8}, torch::kLong);
     const torch::Tensor expected = reference_forward(config, q.dequantized, ids);
     KvDecoder decoder(config, q.floating, q.quantized);
+    decoder.set_int8_activations(false);  // the exact kernels
     EXPECT_EQ(decoder.config().vocab_size, config.vocab_size);
     EXPECT_EQ(decoder.config().tie_word_embeddings, config.tie_word_embeddings);
     // Prefill through the runtime's batch kernels, then single-token steps.
@@ -386,6 +387,7 @@ TEST(KvDecoding, LongQuantizedPrefillTakesTheInt8PathWithinItsError) {
   const torch::Tensor ids = torch::randint(config.vocab_size, {1, 80}, torch::kLong);
   const torch::Tensor expected = reference_forward(config, q.dequantized, ids).select(1, 79);
   KvDecoder decoder(config, q.floating, q.quantized);
+  decoder.set_int8_activations(false);
   const torch::Tensor logits = decoder.append(ids);
   const double rms_error = (logits - expected).pow(2).mean().sqrt().item<double>();
   EXPECT_LT(rms_error / expected.pow(2).mean().sqrt().item<double>(), 0.05);
@@ -407,9 +409,30 @@ TEST(KvDecoding, ModuleWithQuantizedLayersDecodesAsItsForward) {
   const torch::Tensor ids = torch::randint(config.vocab_size, {1, 6}, torch::kLong);
   const torch::Tensor expected = quantized.model.forward({ids}).toTensor();
   KvDecoder decoder(quantized.model);
+  decoder.set_int8_activations(false);
   EXPECT_LT(relative_difference(decoder.append(ids.narrow(1, 0, 4)), expected.select(1, 3)), 1e-4);
   EXPECT_LT(relative_difference(decoder.append(ids.narrow(1, 4, 1)), expected.select(1, 4)), 1e-4);
   EXPECT_LT(relative_difference(decoder.append(ids.narrow(1, 5, 1)), expected.select(1, 5)), 1e-4);
+}
+
+TEST_P(EveryFamily, Int8ActivationsStayCloseToTheExactProducts) {
+  // The default: int8 activations in every quantized product, prefill and steps (about 1% per product).
+  const TransformerConfig config = small_config(GetParam().family);
+  for (const int bits : {4, 8}) {
+    const QuantizedCase q = quantized_case(random_weights(config, 40 + uint64_t(bits)), bits, 32);
+    torch::manual_seed(9);
+    const torch::Tensor ids = torch::randint(config.vocab_size, {1, 8}, torch::kLong);
+    const torch::Tensor expected = reference_forward(config, q.dequantized, ids);
+    KvDecoder decoder(config, q.floating, q.quantized);
+    ASSERT_TRUE(decoder.int8_activations());
+    auto rms_error = [](const torch::Tensor& actual, const torch::Tensor& exact) {
+      return (actual - exact).pow(2).mean().sqrt().item<double>() / exact.pow(2).mean().sqrt().item<double>();
+    };
+    EXPECT_LT(rms_error(decoder.append(ids.narrow(1, 0, 5)), expected.select(1, 4)), 0.05) << bits;
+    for (int64_t position = 5; position < 8; ++position)
+      EXPECT_LT(rms_error(decoder.append(ids.narrow(1, position, 1)), expected.select(1, position)), 0.05)
+          << bits << " bits, position " << position;
+  }
 }
 
 TEST(KvDecoding, RejectsAQuantizedLayerThatIsNotAMatrix) {

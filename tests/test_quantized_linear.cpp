@@ -205,6 +205,83 @@ TEST(QuantizedLinear, Int8PathOfEveryInstructionSetMatchesItsRoundingAndStaysClo
   }
 }
 
+// What quantized_linear_int8 computes for one row, in double: per weight
+// group, d = max|x_g| / 127 and q = round(x * (127 / max|x_g|)) as the path
+// rounds; the centred codes (c - 2^(bits-1)) * scale meet d * q, the rest
+// of the weight (bias + 2^(bits-1) * scale) meets the exact x.
+torch::Tensor int8_gemv_reference(const torch::Tensor& x, const rt::QuantizedWeight& q, const torch::Tensor& bias) {
+  const int64_t K = x.size(-1), G = q.group_size;
+  const auto groups = x.to(torch::kFloat).reshape({1, K / G, G});
+  const auto amax = groups.abs().amax(-1, true);
+  const auto inverse = torch::where(amax > 0, 127.0f / amax, torch::zeros_like(amax));
+  const auto x_hat = (torch::round(groups * inverse).to(torch::kDouble) * (amax / 127.0f).to(torch::kDouble))
+                         .reshape({1, K});
+  const double offset = double(1 << (q.bits - 1));
+  const auto rest = (q.biases.to(torch::kDouble) + offset * q.scales.to(torch::kDouble)).repeat_interleave(G, 1);
+  auto y = torch::matmul(x_hat, (dequantized(q) - rest).t()) + torch::matmul(x.to(torch::kDouble), rest.t());
+  if (bias.defined()) y = y + bias.to(torch::kDouble);
+  return y;
+}
+
+TEST(QuantizedLinearInt8, OneRowOfEveryInstructionSetMatchesItsRoundingAndStaysCloseToTheExactProduct) {
+  KernelSettingsGuard restore;
+  torch::manual_seed(21);
+  const auto bias = torch::randn({37});
+  for (auto kernel : int8_kernels()) {
+    rt::set_kernel_choice(kernel);
+    for (int64_t in_features : {256, 192, 1024}) {
+      const auto weight = torch::randn({37, in_features}) * 0.2;
+      for (auto dtype : kScaleTypes) {
+        for (int bits : {4, 8}) {
+          for (int group_size : {32, 64, 128}) {
+            if (in_features % group_size != 0) continue;
+            const auto q = rt::quantize_weight(weight.to(dtype), bits, group_size);
+            const auto x = torch::randn({1, in_features});
+            const std::string what = fmt::format("{}, {} bits, group {}, {} inputs, {} scales", name_of(kernel),
+                                                 bits, group_size, in_features, c10::toString(dtype));
+            ASSERT_EQ(rt::active_int8_kernel(bits, group_size, in_features, 1),
+                      std::string("int8 gemv ") + name_of(kernel)) << what;
+            const auto y = rt::quantized_linear_int8(x, q.packed, q.scales, q.biases, bias, bits, group_size);
+            expect_close(y, int8_gemv_reference(x, q, bias), what + " (int8 rounding reproduced)", 1e-4);
+            const auto error = relative_error(y, reference(x, q, bias));
+            EXPECT_LT(error.rms, 0.01) << what;
+            EXPECT_LT(error.max, 0.05) << what;
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST(QuantizedLinearInt8, OtherFormatsAndRowCountsTakeTheirPaths) {
+  KernelSettingsGuard restore;
+  torch::manual_seed(22);
+  const auto weight = torch::randn({20, 96}) * 0.2;
+  for (auto kernel : available_kernels()) {
+    rt::set_kernel_choice(kernel);
+    const bool int8 = kernel != rt::KernelChoice::Portable;
+    // 3 bits, and 4 bits over 96 inputs (not whole chunks of 64), at one row; 4 bits at three rows:
+    // the int8 panel path (blocks of 32), or without AVX2 exactly as quantized_linear.
+    for (const auto& [bits, rows] : std::vector<std::pair<int, int64_t>>{{3, 1}, {4, 1}, {4, 3}}) {
+      const auto q = rt::quantize_weight(weight, bits, 32);
+      const auto x = torch::randn({rows, 96});
+      const auto y = rt::quantized_linear_int8(x, q.packed, q.scales, q.biases, c10::nullopt, bits, 32);
+      const std::string what = fmt::format("{} bits, {} rows, {}", bits, rows, name_of(kernel));
+      if (int8) {
+        EXPECT_EQ(rt::active_int8_kernel(bits, 32, 96, rows), std::string("int8 ") + name_of(kernel)) << what;
+        expect_int8_result(y, x, q, {}, what);
+      } else {
+        EXPECT_EQ(rt::active_int8_kernel(bits, 32, 96, rows), "portable") << what;
+        expect_close(y, reference(x, q, {}), what);
+      }
+    }
+  }
+  // Bad input is refused as by quantized_linear.
+  const auto q = rt::quantize_weight(weight, 4, 32);
+  EXPECT_THROW(rt::quantized_linear_int8(torch::randn({1, 95}), q.packed, q.scales, q.biases, c10::nullopt, 4, 32),
+               std::invalid_argument);
+}
+
 TEST(QuantizedLinear, Int8PathKeepsItsErrorOnHeavyTailedActivationsWithOutlierChannels) {
   // What a transformer's linear layers see: heavy tails, and a few channels
   // tens of times larger than the rest. Per-block scales keep an outlier's

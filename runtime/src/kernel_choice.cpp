@@ -139,31 +139,39 @@ const char* name_of(KernelChoice choice) {
 
 namespace detail {
 
+// The int8 panel path of `choice` (not Portable).
+PathChoice int8_path_of(KernelChoice choice) {
+  PathChoice c;
+  c.avx2 = true;
+  c.path = Path::Int8;
+  switch (choice) {
+#ifdef MCOMPRESS_HAVE_AVX512_VNNI_KERNEL
+    case KernelChoice::Avx512Vnni:
+      c.multiply = kernels::int8::avx512_vnni::multiply_panel;
+      c.name = "int8 avx512-vnni";
+      break;
+#endif
+#ifdef MCOMPRESS_HAVE_AVX_VNNI_KERNEL
+    case KernelChoice::AvxVnni:
+      c.multiply = kernels::int8::avx_vnni::multiply_panel;
+      c.name = "int8 avx-vnni";
+      break;
+#endif
+    default:
+      c.multiply = kernels::int8::avx2::multiply_panel;
+      c.name = "int8 avx2";
+      break;
+  }
+  return c;
+}
+
 PathChoice choose_path(int bits, int64_t rows) {
   (void)bits;  // every width has every kernel
   const KernelChoice choice = effective_choice();
   PathChoice c;
   c.avx2 = choice != KernelChoice::Portable;
   if (c.avx2 && rows >= int8_rows_threshold()) {
-    c.path = Path::Int8;
-    switch (choice) {
-#ifdef MCOMPRESS_HAVE_AVX512_VNNI_KERNEL
-      case KernelChoice::Avx512Vnni:
-        c.multiply = kernels::int8::avx512_vnni::multiply_panel;
-        c.name = "int8 avx512-vnni";
-        break;
-#endif
-#ifdef MCOMPRESS_HAVE_AVX_VNNI_KERNEL
-      case KernelChoice::AvxVnni:
-        c.multiply = kernels::int8::avx_vnni::multiply_panel;
-        c.name = "int8 avx-vnni";
-        break;
-#endif
-      default:
-        c.multiply = kernels::int8::avx2::multiply_panel;
-        c.name = "int8 avx2";
-        break;
-    }
+    c = int8_path_of(choice);
   } else if (rows >= blas_rows_threshold()) {
     c.path = Path::DequantizedBlas;
     c.name = c.avx2 ? "avx2 + blas" : "portable + blas";
@@ -172,6 +180,21 @@ PathChoice choose_path(int bits, int64_t rows) {
     c.name = "avx2";
   }
   return c;
+}
+
+PathChoice int8_path() { return int8_path_of(effective_choice()); }
+
+GemvChoice choose_int8_gemv(int bits, int group_size, int64_t in_features) {
+  const KernelChoice choice = effective_choice();
+  GemvChoice c;
+  if (choice == KernelChoice::Portable || !kernels::int8_gemv::supports(bits, group_size, in_features)) return c;
+#ifdef MCOMPRESS_HAVE_AVX512_VNNI_KERNEL
+  if (choice == KernelChoice::Avx512Vnni) return {kernels::int8_gemv::avx512_vnni::rows, "int8 gemv avx512-vnni"};
+#endif
+#ifdef MCOMPRESS_HAVE_AVX_VNNI_KERNEL
+  if (choice == KernelChoice::AvxVnni) return {kernels::int8_gemv::avx_vnni::rows, "int8 gemv avx-vnni"};
+#endif
+  return {kernels::int8_gemv::avx2::rows, "int8 gemv avx2"};
 }
 
 }  // namespace detail

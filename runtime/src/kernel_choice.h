@@ -4,6 +4,7 @@
 // and the row thresholds, in one place. Private to the runtime.
 #include <cstdint>
 
+#include "qlinear_int8_gemv.h"
 #include "qlinear_int8_kernels.h"
 
 namespace mcompress::runtime::detail {
@@ -24,5 +25,15 @@ struct PathChoice {
 };
 
 PathChoice choose_path(int bits, int64_t rows);
+
+// quantized_linear_int8's kernels for one input row: null where the CPU (or
+// the choice) has no AVX2 or the format is not one they handle.
+struct GemvChoice {
+  kernels::int8_gemv::Rows rows = nullptr;
+  const char* name = "";
+};
+GemvChoice choose_int8_gemv(int bits, int group_size, int64_t in_features);
+// The int8 panel product of the best instruction set (AVX2 CPUs only).
+PathChoice int8_path();
 
 }  // namespace mcompress::runtime::detail

@@ -47,8 +47,11 @@ struct ByteUnits {
   // 8-bit units have one plane, so they alternate between units instead.
   static void accumulate(__m256i unit, const float* xu, int parity, __m256& even, __m256& odd) {
     if constexpr (Bits == 8) {
-      __m256& acc = parity ? odd : even;
-      acc = _mm256_fmadd_ps(plane<8, 0>(unit), _mm256_loadu_ps(xu), acc);
+      if (parity) {
+        odd = _mm256_fmadd_ps(plane<8, 0>(unit), _mm256_loadu_ps(xu), odd);
+      } else {
+        even = _mm256_fmadd_ps(plane<8, 0>(unit), _mm256_loadu_ps(xu), even);
+      }
     } else if constexpr (Bits == 4) {
       even = _mm256_fmadd_ps(plane<4, 0>(unit), _mm256_loadu_ps(xu), even);
       odd = _mm256_fmadd_ps(plane<4, 1>(unit), _mm256_loadu_ps(xu + 8), odd);

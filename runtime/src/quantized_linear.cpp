@@ -212,9 +212,10 @@ at::Tensor dequantize_weight(const at::Tensor& packed, const at::Tensor& scales,
   return out;
 }
 
-at::Tensor quantized_linear(const at::Tensor& x, const at::Tensor& packed, const at::Tensor& scales,
-                            const at::Tensor& biases, const c10::optional<at::Tensor>& bias,
-                            int64_t bits, int64_t group_size) {
+namespace {
+
+at::Tensor linear(const at::Tensor& x, const at::Tensor& packed, const at::Tensor& scales, const at::Tensor& biases,
+                  const c10::optional<at::Tensor>& bias, int64_t bits, int64_t group_size, bool int8_activations) {
   const auto p = packed.contiguous(), s = scales.contiguous(), b = biases.contiguous();
   PackedWeightView w = view_of(p, s, b, bits, group_size);
   w.packed = reinterpret_cast<const uint32_t*>(p.data_ptr<int32_t>());
@@ -234,9 +235,14 @@ at::Tensor quantized_linear(const at::Tensor& x, const at::Tensor& packed, const
   const int64_t M = x2.size(0), N = w.out_features;
   auto y = at::empty({M, N}, at::kFloat);
   if (M > 0) {
-    const detail::PathChoice path = detail::choose_path(w.bits, M);
+    detail::PathChoice path = detail::choose_path(w.bits, M);
     float* out = y.data_ptr<float>();
-    if (path.path == detail::Path::Int8) {
+    const detail::GemvChoice gemv =
+        int8_activations && M == 1 ? detail::choose_int8_gemv(w.bits, w.group_size, w.in_features) : detail::GemvChoice{};
+    if (int8_activations && path.avx2 && path.path != detail::Path::Int8) path = detail::int8_path();
+    if (gemv.rows) {
+      kernels::int8_gemv::linear(w, x2.data_ptr<float>(), gemv.rows, out);
+    } else if (path.path == detail::Path::Int8) {
       kernels::int8::linear(w, x2.data_ptr<float>(), M, path.multiply, out);
     } else {
       const Prepared prepared = prepare(x2, w, path.avx2);
@@ -259,6 +265,29 @@ at::Tensor quantized_linear(const at::Tensor& x, const at::Tensor& packed, const
   auto sizes = x.sizes().vec();
   sizes.back() = N;
   return y.view(sizes).to(x.scalar_type());
+}
+
+}  // namespace
+
+at::Tensor quantized_linear(const at::Tensor& x, const at::Tensor& packed, const at::Tensor& scales,
+                            const at::Tensor& biases, const c10::optional<at::Tensor>& bias, int64_t bits,
+                            int64_t group_size) {
+  return linear(x, packed, scales, biases, bias, bits, group_size, false);
+}
+
+at::Tensor quantized_linear_int8(const at::Tensor& x, const at::Tensor& packed, const at::Tensor& scales,
+                                 const at::Tensor& biases, const c10::optional<at::Tensor>& bias, int64_t bits,
+                                 int64_t group_size) {
+  return linear(x, packed, scales, biases, bias, bits, group_size, true);
+}
+
+std::string active_int8_kernel(int bits, int group_size, int64_t in_features, int64_t rows) {
+  if (rows == 1) {
+    const detail::GemvChoice gemv = detail::choose_int8_gemv(bits, group_size, in_features);
+    if (gemv.rows) return gemv.name;
+  }
+  const detail::PathChoice path = detail::choose_path(bits, rows);
+  return path.avx2 ? detail::int8_path().name : path.name;
 }
 
 std::string runtime_library_path() {

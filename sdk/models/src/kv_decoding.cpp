@@ -89,12 +89,15 @@ struct Linear {
   int64_t cols() const { return quantized ? quantized->scales.size(1) * quantized->group_size : weight.size(1); }
 
   // y = W x (+ b) for one float32 vector.
-  void apply(const float* x, float* y) const {
+  void apply(const float* x, float* y, bool int8) const {
     if (quantized) {
       const torch::Tensor input = torch::from_blob(const_cast<float*>(x), {1, cols()}, torch::kFloat);
       const torch::Tensor output = torch::from_blob(y, {1, rows()}, torch::kFloat);
-      output.copy_(runtime::quantized_linear(input, quantized->packed, quantized->scales, quantized->biases,
-                                             c10::nullopt, quantized->bits, quantized->group_size));
+      const auto& q = *quantized;
+      output.copy_(int8 ? runtime::quantized_linear_int8(input, q.packed, q.scales, q.biases, c10::nullopt, q.bits,
+                                                         q.group_size)
+                        : runtime::quantized_linear(input, q.packed, q.scales, q.biases, c10::nullopt, q.bits,
+                                                    q.group_size));
     } else {
       kernels::gemv(type, weight.data_ptr(), rows(), cols(), cols(), x, y);
     }
@@ -102,12 +105,13 @@ struct Linear {
   }
   // The same for a batch of rows in the compute dtype, through LibTorch (or
   // the runtime's batched kernels).
-  torch::Tensor apply(const torch::Tensor& x) const {
+  torch::Tensor apply(const torch::Tensor& x, bool int8) const {
     const torch::Tensor b = bias.defined() ? bias.to(x.scalar_type()) : torch::Tensor();
     if (quantized) {
       const c10::optional<torch::Tensor> optional_bias = b.defined() ? c10::optional<torch::Tensor>(b) : c10::nullopt;
-      return runtime::quantized_linear(x, quantized->packed, quantized->scales, quantized->biases, optional_bias,
-                                       quantized->bits, quantized->group_size);
+      const auto& q = *quantized;
+      return int8 ? runtime::quantized_linear_int8(x, q.packed, q.scales, q.biases, optional_bias, q.bits, q.group_size)
+                  : runtime::quantized_linear(x, q.packed, q.scales, q.biases, optional_bias, q.bits, q.group_size);
     }
     return torch::linear(x, weight.to(x.scalar_type()), b);
   }
@@ -208,6 +212,7 @@ struct KvDecoder::State {
   int64_t batch = 0;
   int64_t length = 0;
   int64_t capacity = 0;
+  bool int8 = true;  // set_int8_activations
   Scratch scratch;
 
   void ensure_cache(int64_t batch_size, int64_t needed);
@@ -356,6 +361,8 @@ KvDecoder& KvDecoder::operator=(KvDecoder&&) noexcept = default;
 void KvDecoder::reset() { state_->length = 0; }
 int64_t KvDecoder::cached_tokens() const { return state_->length; }
 const TransformerConfig& KvDecoder::config() const { return state_->config; }
+void KvDecoder::set_int8_activations(bool enabled) { state_->int8 = enabled; }
+bool KvDecoder::int8_activations() const { return state_->int8; }
 
 void KvDecoder::State::ensure_cache(int64_t batch_size, int64_t needed) {
   if (batch_size != batch) {
@@ -408,10 +415,10 @@ void KvDecoder::State::single_token_feed_forward(const Layer& layer, const FeedF
     gate.resize(size_t(intermediate));
     up.resize(size_t(intermediate));
   }
-  ffn.gate.apply(x, gate.data());
-  ffn.up.apply(x, up.data());
+  ffn.gate.apply(x, gate.data(), int8);
+  ffn.up.apply(x, up.data(), int8);
   for (int64_t i = 0; i < intermediate; ++i) gate[size_t(i)] = silu(gate[size_t(i)]) * up[size_t(i)];
-  ffn.down.apply(gate.data(), out);
+  ffn.down.apply(gate.data(), out, int8);
 }
 
 torch::Tensor KvDecoder::State::append_one_token(int64_t token) {
@@ -461,9 +468,9 @@ torch::Tensor KvDecoder::State::append_one_token(int64_t token) {
     fit(m.scores, layer.heads * capacity);
 
     rms_norm(h, layer.input_norm_floats.data(), hidden, eps, m.normed.data());
-    layer.q.apply(m.normed.data(), m.q.data());
-    layer.k.apply(m.normed.data(), m.k.data());
-    layer.v.apply(m.normed.data(), m.v.data());
+    layer.q.apply(m.normed.data(), m.q.data(), int8);
+    layer.k.apply(m.normed.data(), m.k.data(), int8);
+    layer.v.apply(m.normed.data(), m.v.data(), int8);
     for (int64_t head = 0; head < layer.heads; ++head) {
       float* q = m.q.data() + head * head_dim;
       if (!layer.q_norm_floats.empty()) rms_norm(q, layer.q_norm_floats.data(), head_dim, eps, q);
@@ -483,7 +490,7 @@ torch::Tensor KvDecoder::State::append_one_token(int64_t token) {
     const int64_t visible = position + 1;
     kernels::attend_heads(m.q.data(), keys, values, layer.heads, group, capacity * head_dim, visible, head_dim, scale,
                           m.scores.data(), m.attended.data());
-    layer.o.apply(m.attended.data(), m.projected.data());
+    layer.o.apply(m.attended.data(), m.projected.data(), int8);
     for (int64_t i = 0; i < hidden; ++i) h[i] += m.projected[size_t(i)];
 
     rms_norm(h, layer.post_norm_floats.data(), hidden, eps, m.normed.data());
@@ -495,7 +502,7 @@ torch::Tensor KvDecoder::State::append_one_token(int64_t token) {
     // Mixtral: softmax over all experts, the top k, their weights renormalised.
     const int64_t experts = layer.router.rows();
     fit(m.router, experts);
-    layer.router.apply(m.normed.data(), m.router.data());
+    layer.router.apply(m.normed.data(), m.router.data(), int8);
     const float largest = *std::max_element(m.router.begin(), m.router.begin() + experts);
     for (int64_t e = 0; e < experts; ++e) m.router[size_t(e)] = std::exp(m.router[size_t(e)] - largest);
     std::vector<int64_t> order(static_cast<size_t>(experts));
@@ -514,7 +521,7 @@ torch::Tensor KvDecoder::State::append_one_token(int64_t token) {
   }
   rms_norm(h, final_norm_floats.data(), hidden, eps, m.normed.data());
   torch::Tensor logits = torch::empty({1, lm_head.rows()}, torch::kFloat);
-  lm_head.apply(m.normed.data(), logits.data_ptr<float>());
+  lm_head.apply(m.normed.data(), logits.data_ptr<float>(), int8);
   length = position + 1;
   return logits;
 }
@@ -522,13 +529,13 @@ torch::Tensor KvDecoder::State::append_one_token(int64_t token) {
 // ---- Several tokens or rows: LibTorch's matrix products in the model's dtype ----
 
 torch::Tensor KvDecoder::State::batch_feed_forward(const Layer& layer, const torch::Tensor& x) const {
-  auto dense = [](const FeedForward& ffn, const torch::Tensor& input) {
-    return ffn.down.apply(torch::silu(ffn.gate.apply(input)) * ffn.up.apply(input));
+  auto dense = [this](const FeedForward& ffn, const torch::Tensor& input) {
+    return ffn.down.apply(torch::silu(ffn.gate.apply(input, int8)) * ffn.up.apply(input, int8), int8);
   };
   if (layer.experts.empty()) return dense(layer.mlp, x);
   const auto shape = x.sizes().vec();
   const torch::Tensor flat = x.reshape({-1, hidden});
-  const torch::Tensor routing = torch::softmax(layer.router.apply(flat), -1, torch::kFloat);
+  const torch::Tensor routing = torch::softmax(layer.router.apply(flat, int8), -1, torch::kFloat);
   auto [top_weights, top_experts] = routing.topk(config.num_experts_per_tok, -1);
   top_weights = (top_weights / top_weights.sum(-1, true)).to(x.scalar_type());
   torch::Tensor out = torch::zeros_like(flat);
@@ -568,9 +575,9 @@ torch::Tensor KvDecoder::State::append_batch(const torch::Tensor& ids) {
   const double scale = 1.0 / std::sqrt(double(head_dim));
   for (Layer& layer : layers) {
     const torch::Tensor normed = rms_norm(x, layer.input_norm, eps);
-    torch::Tensor q = layer.q.apply(normed).view({n, t, layer.heads, head_dim});
-    torch::Tensor k = layer.k.apply(normed).view({n, t, layer.kv_heads, head_dim});
-    const torch::Tensor v = layer.v.apply(normed).view({n, t, layer.kv_heads, head_dim}).transpose(1, 2);
+    torch::Tensor q = layer.q.apply(normed, int8).view({n, t, layer.heads, head_dim});
+    torch::Tensor k = layer.k.apply(normed, int8).view({n, t, layer.kv_heads, head_dim});
+    const torch::Tensor v = layer.v.apply(normed, int8).view({n, t, layer.kv_heads, head_dim}).transpose(1, 2);
     if (layer.q_norm.defined()) {
       q = rms_norm(q, layer.q_norm, eps);
       k = rms_norm(k, layer.k_norm, eps);
@@ -595,12 +602,12 @@ torch::Tensor KvDecoder::State::append_batch(const torch::Tensor& ids) {
         torch::softmax(scores.masked_fill(future, -std::numeric_limits<double>::infinity()), -1, torch::kFloat)
             .to(dtype);
     const torch::Tensor attended = torch::matmul(probabilities, values).transpose(1, 2).reshape({n, t, -1});
-    x = x + layer.o.apply(attended);
+    x = x + layer.o.apply(attended, int8);
     x = x + batch_feed_forward(layer, rms_norm(x, layer.post_norm, eps));
   }
   length = total;
   const torch::Tensor last = rms_norm(x.select(1, t - 1), final_norm, eps);
-  return lm_head.apply(last).to(torch::kFloat);
+  return lm_head.apply(last, int8).to(torch::kFloat);
 }
 
 }  // namespace mcompress

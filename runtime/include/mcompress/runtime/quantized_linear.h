@@ -57,6 +57,21 @@ MCOMPRESS_RUNTIME_API at::Tensor quantized_linear(const at::Tensor& x, const at:
                                                   const c10::optional<at::Tensor>& bias,
                                                   int64_t bits, int64_t group_size);
 
+// quantized_linear with the activations quantized to int8 at every row
+// count on AVX2 CPUs, as llama.cpp computes on CPUs: one input row of a 4-
+// or 8-bit weight runs integer dot products straight on the packed codes
+// (one int8 scale per weight group, max|x_g|/127; AVX2, AVX-VNNI or AVX-512
+// VNNI), anything else the int8 path below (blocks of 32). Without AVX2 it
+// computes exactly as quantized_linear. Faster where decoding is
+// compute-bound, at an RMS error of about 0.5-1% of the output's RMS on top
+// of the weights' own (README, "Quantization"). KvDecoder decodes with it
+// unless told otherwise.
+MCOMPRESS_RUNTIME_API at::Tensor quantized_linear_int8(const at::Tensor& x, const at::Tensor& packed,
+                                                       const at::Tensor& scales,
+                                                       const at::Tensor& biases,
+                                                       const c10::optional<at::Tensor>& bias,
+                                                       int64_t bits, int64_t group_size);
+
 // Which kernels quantized_linear uses:
 //   Portable    plain C++ for every width; from blas_rows_threshold() input
 //               rows on, dequantized blocks multiplied by LibTorch's BLAS.
@@ -90,6 +105,12 @@ MCOMPRESS_RUNTIME_API std::string active_kernel(int bits);
 // The path for `rows` input rows: "portable", "avx2", "portable + blas",
 // "avx2 + blas", "int8 avx2", "int8 avx-vnni" or "int8 avx512-vnni".
 MCOMPRESS_RUNTIME_API std::string active_kernel(int bits, int64_t rows);
+
+// The path quantized_linear_int8 takes for `rows` input rows: "int8 gemv
+// avx-vnni" (avx512-vnni, avx2) for one row of a 4- or 8-bit weight, else
+// active_kernel's int8 name, or "portable" without AVX2.
+MCOMPRESS_RUNTIME_API std::string active_int8_kernel(int bits, int group_size, int64_t in_features,
+                                                     int64_t rows);
 
 // From this many input rows on (default 64: a prompt's prefill),
 // quantized_linear on an AVX2 CPU quantizes the activations to int8 (per

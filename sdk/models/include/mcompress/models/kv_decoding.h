@@ -47,6 +47,13 @@ class MCOMPRESS_SDK_API KvDecoder {
   int64_t cached_tokens() const;
   const TransformerConfig& config() const;
 
+  // Quantized layers multiply int8-quantized activations (as llama.cpp
+  // does on CPUs; runtime::quantized_linear_int8): the default, the fast
+  // way where decoding is compute-bound, about 1% RMS off the exact
+  // product. false: the exact kernels (float activations).
+  void set_int8_activations(bool enabled);
+  bool int8_activations() const;
+
  private:
   struct State;
   std::unique_ptr<State> state_;

@@ -1,0 +1,147 @@
+#pragma once
+// The one-row int8 kernels on 256-bit vectors (qlinear_int8_gemv.h), for
+// any integer dot product `Dot`:
+//   Dot::add(acc, u, s): acc (8 x int32) + the sums of 4 products of the
+//   unsigned bytes u (codes 0..15 or 0..255) and the signed bytes s.
+// Included by one file per instruction set, compiled for that set.
+#include <immintrin.h>
+
+#include <cstring>
+#include <vector>
+
+#include "qlinear_int8_gemv.h"
+
+namespace mcompress::runtime::kernels::int8_gemv {
+namespace {
+
+// 8 scales or biases of a row from `at` (element index), as float.
+inline __m256 load8(ScaleType type, const void* base, int64_t at) {
+  switch (type) {
+    case ScaleType::Float32: return _mm256_loadu_ps(static_cast<const float*>(base) + at);
+    case ScaleType::Float16:
+      return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(static_cast<const uint16_t*>(base) + at)));
+    case ScaleType::BFloat16: {
+      const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(static_cast<const uint16_t*>(base) + at));
+      return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(raw), 16));
+    }
+  }
+  return _mm256_setzero_ps();
+}
+
+inline float load1(ScaleType type, const void* base, int64_t at) {
+  switch (type) {
+    case ScaleType::Float32: return static_cast<const float*>(base)[at];
+    case ScaleType::Float16: return _cvtsh_ss(static_cast<const uint16_t*>(base)[at]);
+    case ScaleType::BFloat16: {
+      const uint32_t bits = uint32_t(static_cast<const uint16_t*>(base)[at]) << 16;
+      float value;
+      std::memcpy(&value, &bits, sizeof value);
+      return value;
+    }
+  }
+  return 0.0f;
+}
+
+inline float horizontal_sum(__m256 v) {
+  const __m128 both = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  const __m128 pairs = _mm_add_ps(both, _mm_movehl_ps(both, both));
+  return _mm_cvtss_f32(_mm_add_ss(pairs, _mm_movehdup_ps(pairs)));
+}
+
+// The int32 sums of one 32-byte chunk of packed codes against its activations.
+template <class Dot, int Bits>
+inline __m256i chunk(__m256i acc, const uint8_t* packed, const int8_t* x) {
+  const __m256i bytes = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(packed));
+  if constexpr (Bits == 4) {
+    const __m256i nibble = _mm256_set1_epi8(0x0F);
+    const __m256i low = _mm256_and_si256(bytes, nibble);
+    const __m256i high = _mm256_and_si256(_mm256_srli_epi16(bytes, 4), nibble);
+    acc = Dot::add(acc, low, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x)));
+    return Dot::add(acc, high, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + 32)));
+  } else {
+    return Dot::add8(acc, bytes, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x)));
+  }
+}
+
+// One output row: sum over groups of (scale_g * d_g) * integer dot, with
+// `scaled[g]` = scale_g * d_g prepared by the caller.
+template <class Dot, int Bits, int Group>
+inline float row_dot(const uint8_t* packed, const int8_t* x, const float* scaled, int64_t in_features) {
+  constexpr int kElements = Bits == 4 ? 64 : 32;  // codes per 32-byte chunk
+  __m256 even = _mm256_setzero_ps(), odd = _mm256_setzero_ps();
+  if constexpr (Group >= kElements) {
+    constexpr int kChunks = Group / kElements;
+    const int64_t groups = in_features / Group;
+    int64_t g = 0;
+    for (; g + 1 < groups; g += 2) {
+      __m256i a = _mm256_setzero_si256(), b = _mm256_setzero_si256();
+      for (int c = 0; c < kChunks; ++c) {
+        a = chunk<Dot, Bits>(a, packed + (g * kChunks + c) * 32, x + (g * kChunks + c) * kElements);
+        b = chunk<Dot, Bits>(b, packed + ((g + 1) * kChunks + c) * 32, x + ((g + 1) * kChunks + c) * kElements);
+      }
+      even = _mm256_fmadd_ps(_mm256_cvtepi32_ps(a), _mm256_set1_ps(scaled[g]), even);
+      odd = _mm256_fmadd_ps(_mm256_cvtepi32_ps(b), _mm256_set1_ps(scaled[g + 1]), odd);
+    }
+    if (g < groups) {
+      __m256i a = _mm256_setzero_si256();
+      for (int c = 0; c < kChunks; ++c)
+        a = chunk<Dot, Bits>(a, packed + (g * kChunks + c) * 32, x + (g * kChunks + c) * kElements);
+      even = _mm256_fmadd_ps(_mm256_cvtepi32_ps(a), _mm256_set1_ps(scaled[g]), even);
+    }
+  } else {
+    // 4 bits in groups of 32: lanes 0-3 of a chunk are one group, lanes 4-7 the next.
+    const int64_t chunks = in_features / kElements;
+    for (int64_t c = 0; c < chunks; ++c) {
+      const __m256i a = chunk<Dot, Bits>(_mm256_setzero_si256(), packed + c * 32, x + c * kElements);
+      const __m256 scale = _mm256_set_m128(_mm_set1_ps(scaled[2 * c + 1]), _mm_set1_ps(scaled[2 * c]));
+      __m256& acc = (c % 2) ? odd : even;
+      acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(a), scale, acc);
+    }
+  }
+  return horizontal_sum(_mm256_add_ps(even, odd));
+}
+
+template <class Dot, int Bits, int Group>
+void rows_of(const PackedWeightView& w, const Activations& x, int64_t n_begin, int64_t n_end, float* y) {
+  const int64_t groups = w.groups_per_row();
+  thread_local std::vector<float> scaled;
+  if (int64_t(scaled.size()) < groups) scaled.resize(size_t(groups));
+  const auto* packed = reinterpret_cast<const uint8_t*>(w.packed);
+  for (int64_t n = n_begin; n < n_end; ++n) {
+    // scale_g * d_g for the integer sums; the biases' and the centring's parts in float.
+    const int64_t first = n * groups;
+    __m256 rest = _mm256_setzero_ps();
+    int64_t g = 0;
+    for (; g + 8 <= groups; g += 8) {
+      const __m256 scale = load8(w.scale_type, w.scales, first + g);
+      _mm256_storeu_ps(scaled.data() + g, _mm256_mul_ps(scale, _mm256_loadu_ps(x.scales + g)));
+      rest = _mm256_fmadd_ps(load8(w.scale_type, w.biases, first + g), _mm256_loadu_ps(x.sums + g), rest);
+      rest = _mm256_fmadd_ps(scale, _mm256_loadu_ps(x.centring + g), rest);
+    }
+    float bias_part = horizontal_sum(rest);
+    for (; g < groups; ++g) {
+      const float scale = load1(w.scale_type, w.scales, first + g);
+      scaled[size_t(g)] = scale * x.scales[g];
+      bias_part += load1(w.scale_type, w.biases, first + g) * x.sums[g] + scale * x.centring[g];
+    }
+    y[n] = row_dot<Dot, Bits, Group>(packed + n * w.bytes_per_row(), x.codes, scaled.data(), w.in_features) +
+           bias_part;
+  }
+}
+
+template <class Dot>
+void rows_256(const PackedWeightView& w, const Activations& x, int64_t n_begin, int64_t n_end, float* y) {
+  const int key = w.bits * 1000 + w.group_size;
+  switch (key) {
+    case 4032: return rows_of<Dot, 4, 32>(w, x, n_begin, n_end, y);
+    case 4064: return rows_of<Dot, 4, 64>(w, x, n_begin, n_end, y);
+    case 4128: return rows_of<Dot, 4, 128>(w, x, n_begin, n_end, y);
+    case 8032: return rows_of<Dot, 8, 32>(w, x, n_begin, n_end, y);
+    case 8064: return rows_of<Dot, 8, 64>(w, x, n_begin, n_end, y);
+    case 8128: return rows_of<Dot, 8, 128>(w, x, n_begin, n_end, y);
+    default: break;  // supports() keeps other formats away
+  }
+}
+
+}  // namespace
+}  // namespace mcompress::runtime::kernels::int8_gemv
