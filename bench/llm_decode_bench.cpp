@@ -25,13 +25,9 @@
 
 #include <fmt/format.h>
 
+#include "memory_bandwidth.h"
 #include "openblas_threads.h"
 #include <fmt/ranges.h>
-
-#if defined(__x86_64__)
-#include <immintrin.h>
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"  // GCC 12's AVX-512 intrinsics, see gemv_kernels.cpp
-#endif
 
 #include "mcompress/formats/hf_model.h"
 #include "mcompress/formats/mlx_lm_checkpoint.h"
@@ -80,60 +76,10 @@ double status_mb(const std::string& field) {
 
 // ---- Memory bandwidth: the best rate at which `threads` threads read a buffer far larger than the caches ----
 
-#if defined(__x86_64__)
-// Eight streams per thread with software prefetch: what a read-only kernel
-// can get, so the bound below is not flattered by a weak measurement.
-__attribute__((target("avx512f"))) float read_avx512(const float* data, size_t count) {
-  const size_t stream = count / 8;
-  __m512 sums[8];
-  for (auto& s : sums) s = _mm512_setzero_ps();
-  for (size_t i = 0; i + 16 <= stream; i += 16)
-    for (int s = 0; s < 8; ++s) {
-      _mm_prefetch(reinterpret_cast<const char*>(data + s * stream + i + 1024), _MM_HINT_T0);
-      sums[s] = _mm512_add_ps(sums[s], _mm512_loadu_ps(data + s * stream + i));
-    }
-  for (int s = 1; s < 8; ++s) sums[0] = _mm512_add_ps(sums[0], sums[s]);
-  alignas(64) float lanes[16];
-  _mm512_store_ps(lanes, sums[0]);
-  return std::accumulate(lanes, lanes + 16, 0.0f);
-}
-#endif
-
-float read_portable(const float* data, size_t count) {
-  float sums[8] = {};
-  for (size_t i = 0; i + 8 <= count; i += 8)
-    for (int s = 0; s < 8; ++s) sums[s] += data[i + size_t(s)];
-  return std::accumulate(sums, sums + 8, 0.0f);
-}
-
 double measure_bandwidth(int threads) {
-  const size_t count = size_t{1} << 28;  // 1 GiB of floats
-  // Varied values: pages of one repeated value can be deduplicated by a host and read faster than memory.
-  std::vector<float> buffer(count);
-  for (size_t i = 0; i < count; ++i) buffer[i] = float(i % 1000003) * 1e-6f;
-  bool avx512 = false;
-#if defined(__x86_64__)
-  avx512 = __builtin_cpu_supports("avx512f");
-#endif
+  const std::vector<float> buffer = memory_bandwidth::make_buffer(size_t{1} << 30);
   double best = 0.0;
-  for (int rep = 0; rep < 7; ++rep) {
-    std::vector<std::thread> workers;
-    std::vector<float> sinks(static_cast<size_t>(threads));
-    const size_t share = count / size_t(threads);
-    const Clock::time_point start = Clock::now();
-    for (int t = 0; t < threads; ++t)
-      workers.emplace_back([&, t] {
-        const float* part = buffer.data() + size_t(t) * share;
-#if defined(__x86_64__)
-        sinks[size_t(t)] = avx512 ? read_avx512(part, share) : read_portable(part, share);
-#else
-        sinks[size_t(t)] = read_portable(part, share);
-#endif
-      });
-    for (auto& w : workers) w.join();
-    best = std::max(best, double(count * sizeof(float)) / seconds_since(start));
-    if (sinks[0] < 0) std::cout << "";  // keeps the reads
-  }
+  for (int rep = 0; rep < 7; ++rep) best = std::max(best, memory_bandwidth::read_gbps(buffer, threads) * 1e9);
   return best;
 }
 

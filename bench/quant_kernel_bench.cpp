@@ -36,6 +36,7 @@
 #include <fmt/format.h>
 
 #include "mcompress/runtime/quantized_linear.h"
+#include "memory_bandwidth.h"
 #include "openblas_threads.h"
 
 namespace rt = mcompress::runtime;
@@ -130,6 +131,24 @@ std::function<void()> op_call(const torch::Tensor& x, const rt::QuantizedWeight&
   };
 }
 
+// quantized_linear_int8 (int8 activations at every row count) with `choice`.
+std::function<void()> int8_op_call(const torch::Tensor& x, const rt::QuantizedWeight& q, const torch::Tensor& bias,
+                                   rt::KernelChoice choice) {
+  return [&x, &q, &bias, choice] {
+    rt::set_kernel_choice(choice);
+    rt::quantized_linear_int8(x, q.packed, q.scales, q.biases, bias, q.bits, q.group_size);
+  };
+}
+
+std::string int8_path_name(const rt::QuantizedWeight& q, int64_t rows, rt::KernelChoice choice) {
+  const auto saved_choice = rt::kernel_choice();
+  rt::set_kernel_choice(choice);
+  const std::string name = rt::active_int8_kernel(q.bits, q.group_size, q.scales.size(1) * q.group_size, rows) +
+                           " (quantized_linear_int8)";
+  rt::set_kernel_choice(saved_choice);
+  return name;
+}
+
 std::string path_name(const rt::QuantizedWeight& q, int64_t rows, rt::KernelChoice choice, int64_t int8_rows) {
   const auto saved_choice = rt::kernel_choice();
   const auto saved_rows = rt::int8_rows_threshold();
@@ -156,6 +175,14 @@ void compute_table(const KernelBenchOptions& options, const torch::Tensor& weigh
       variants.push_back({fmt::format("{}-bit g{}", q.bits, q.group_size),
                           path_name(q, rows, rt::KernelChoice::Auto, default_int8_rows), weight_bytes(q),
                           op_call(x, q, bias, rt::KernelChoice::Auto, default_int8_rows), false});
+    }
+    // One row with int8 activations (what KvDecoder decodes with), for every width.
+    if (rows == 1 && rt::cpu_supports_avx2()) {
+      for (const auto& q : quantized) {
+        variants.push_back({fmt::format("{}-bit g{}", q.bits, q.group_size),
+                            int8_path_name(q, rows, rt::KernelChoice::Auto), weight_bytes(q),
+                            int8_op_call(x, q, bias, rt::KernelChoice::Auto), false});
+      }
     }
     // The other paths, for 4 and 8 bits: what a CPU without VNNI runs, and
     // the float paths the int8 one replaces.
@@ -198,20 +225,10 @@ void compute_table(const KernelBenchOptions& options, const torch::Tensor& weigh
   rt::set_int8_rows_threshold(0);
 }
 
-// GB/s of a parallel read of `buffer` (min / median / max of `repeats`).
-Timing stream_read_gbps(const std::vector<uint64_t>& buffer, int repeats) {
+// GB/s of `repeats` reads of `buffer` on LibTorch's thread count (min / median / max).
+Timing stream_read_gbps(const std::vector<float>& buffer, int repeats) {
   std::vector<double> rates;
-  std::atomic<uint64_t> sink{0};
-  for (int r = 0; r < repeats + 1; ++r) {
-    const auto start = Clock::now();
-    at::parallel_for(0, int64_t(buffer.size()), 1 << 16, [&](int64_t begin, int64_t end) {
-      uint64_t sum = 0;
-      for (int64_t i = begin; i < end; ++i) sum += buffer[size_t(i)];
-      sink += sum;
-    });
-    const double ms = milliseconds_since(start);
-    if (r > 0) rates.push_back(double(buffer.size() * 8) / (ms * 1e6));  // first pass: warm-up
-  }
+  for (int r = 0; r < repeats; ++r) rates.push_back(memory_bandwidth::read_gbps(buffer, at::get_num_threads()));
   return summarize(rates);
 }
 
@@ -219,11 +236,11 @@ void bandwidth_table(const KernelBenchOptions& options, const torch::Tensor& wei
                      const std::vector<rt::QuantizedWeight>& quantized) {
   const int64_t cache = last_level_cache_bytes();
   const int64_t working_set = std::max<int64_t>(2 * cache, int64_t{256} << 20);
-  std::vector<uint64_t> stream_buffer(size_t(working_set / 8), 1);
+  const std::vector<float> stream_buffer = memory_bandwidth::make_buffer(size_t(working_set));
   fmt::print("\nBatch 1 with the weights streamed from memory: each call reads another copy of the\n"
              "weight, {} MB of copies in all (last-level cache {} MB). Right before each method, a\n"
-             "parallel read of a {} MB buffer on the same {} threads measures the bandwidth it\n"
-             "is compared with (median of 3 reads).\n\n",
+             "read of a {} MB buffer on the same {} threads (memory_bandwidth.h: 8 streams each,\n"
+             "AVX-512 with prefetch) measures the bandwidth it is compared with (median of 3 reads).\n\n",
              working_set >> 20, cache >> 20, working_set >> 20, at::get_num_threads());
   fmt::print("| method | path | MB per call | min ms | median ms | max ms | GB/s (median) | stream read GB/s | share |\n");
   fmt::print("|---|---|---:|---:|---:|---:|---:|---:|---:|\n");
@@ -266,6 +283,13 @@ void bandwidth_table(const KernelBenchOptions& options, const torch::Tensor& wei
            [&](int64_t i) {
              const auto& c = copies[size_t(i)];
              rt::quantized_linear(x, c.packed, c.scales, c.biases, bias, c.bits, c.group_size);
+           },
+           int64_t(copies.size()));
+    if (!rt::cpu_supports_avx2()) continue;
+    report(fmt::format("{}-bit g{}", q.bits, q.group_size), int8_path_name(q, 1, rt::KernelChoice::Auto), bytes,
+           [&](int64_t i) {
+             const auto& c = copies[size_t(i)];
+             rt::quantized_linear_int8(x, c.packed, c.scales, c.biases, bias, c.bits, c.group_size);
            },
            int64_t(copies.size()));
   }

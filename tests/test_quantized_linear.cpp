@@ -229,7 +229,7 @@ TEST(QuantizedLinearInt8, OneRowOfEveryInstructionSetMatchesItsRoundingAndStaysC
   const auto bias = torch::randn({37});
   for (auto kernel : int8_kernels()) {
     rt::set_kernel_choice(kernel);
-    for (int64_t in_features : {256, 192, 1024}) {
+    for (int64_t in_features : {256, 192, 320, 1024}) {
       const auto weight = torch::randn({37, in_features}) * 0.2;
       for (auto dtype : kScaleTypes) {
         for (int bits : {4, 8}) {
@@ -239,12 +239,17 @@ TEST(QuantizedLinearInt8, OneRowOfEveryInstructionSetMatchesItsRoundingAndStaysC
             const auto x = torch::randn({1, in_features});
             const std::string what = fmt::format("{}, {} bits, group {}, {} inputs, {} scales", name_of(kernel),
                                                  bits, group_size, in_features, c10::toString(dtype));
-            ASSERT_EQ(rt::active_int8_kernel(bits, group_size, in_features, 1),
-                      std::string("int8 gemv ") + name_of(kernel)) << what;
+            // AVX-512 reads 64-byte chunks; rows of fewer whole chunks take the 256-bit kernels.
+            const bool whole_chunks = in_features % (bits == 4 ? 128 : 64) == 0;
+            const std::string kernel_name = kernel != rt::KernelChoice::Avx512Vnni || whole_chunks
+                                                ? name_of(kernel)
+                                                : rt::cpu_supports(rt::KernelChoice::AvxVnni) ? "avx-vnni" : "avx2";
+            ASSERT_EQ(rt::active_int8_kernel(bits, group_size, in_features, 1), "int8 gemv " + kernel_name) << what;
             const auto y = rt::quantized_linear_int8(x, q.packed, q.scales, q.biases, bias, bits, group_size);
             expect_close(y, int8_gemv_reference(x, q, bias), what + " (int8 rounding reproduced)", 1e-4);
+            // One activation scale per weight group: groups of 128 round coarser (about 1% measured).
             const auto error = relative_error(y, reference(x, q, bias));
-            EXPECT_LT(error.rms, 0.01) << what;
+            EXPECT_LT(error.rms, group_size == 128 ? 0.015 : 0.01) << what;
             EXPECT_LT(error.max, 0.05) << what;
           }
         }

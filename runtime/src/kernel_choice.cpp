@@ -185,16 +185,19 @@ PathChoice choose_path(int bits, int64_t rows) {
 PathChoice int8_path() { return int8_path_of(effective_choice()); }
 
 GemvChoice choose_int8_gemv(int bits, int group_size, int64_t in_features) {
+  using namespace kernels::int8_gemv;
   const KernelChoice choice = effective_choice();
-  GemvChoice c;
-  if (choice == KernelChoice::Portable || !kernels::int8_gemv::supports(bits, group_size, in_features)) return c;
+  if (choice == KernelChoice::Portable) return {};
+  // 512-bit where the rows are whole 64-byte chunks, else 256-bit.
 #ifdef MCOMPRESS_HAVE_AVX512_VNNI_KERNEL
-  if (choice == KernelChoice::Avx512Vnni) return {kernels::int8_gemv::avx512_vnni::rows, "int8 gemv avx512-vnni"};
+  if (choice == KernelChoice::Avx512Vnni && supports(bits, group_size, in_features, 64))
+    return {avx512_vnni::rows, 64, "int8 gemv avx512-vnni"};
 #endif
+  if (!supports(bits, group_size, in_features, 32)) return {};
 #ifdef MCOMPRESS_HAVE_AVX_VNNI_KERNEL
-  if (choice == KernelChoice::AvxVnni) return {kernels::int8_gemv::avx_vnni::rows, "int8 gemv avx-vnni"};
+  if (choice != KernelChoice::Avx2 && supported(KernelChoice::AvxVnni)) return {avx_vnni::rows, 32, "int8 gemv avx-vnni"};
 #endif
-  return {kernels::int8_gemv::avx2::rows, "int8 gemv avx2"};
+  return {avx2::rows, 32, "int8 gemv avx2"};
 }
 
 }  // namespace detail

@@ -30,6 +30,7 @@ PathChoice choose_path(int bits, int64_t rows);
 // the choice) has no AVX2 or the format is not one they handle.
 struct GemvChoice {
   kernels::int8_gemv::Rows rows = nullptr;
+  int chunk_bytes = 32;
   const char* name = "";
 };
 GemvChoice choose_int8_gemv(int bits, int group_size, int64_t in_features);

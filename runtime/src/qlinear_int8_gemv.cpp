@@ -9,13 +9,15 @@
 
 namespace mcompress::runtime::kernels::int8_gemv {
 
-bool supports(int bits, int group_size, int64_t in_features) {
+bool supports(int bits, int group_size, int64_t in_features, int chunk_bytes) {
   const bool group = group_size == 32 || group_size == 64 || group_size == 128;
-  return group && in_features % group_size == 0 && (bits == 8 || (bits == 4 && in_features % 64 == 0));
+  const int64_t chunk_elements = bits == 4 ? 2 * chunk_bytes : bits == 8 ? chunk_bytes : 0;
+  return group && chunk_elements > 0 && in_features % group_size == 0 && in_features % chunk_elements == 0;
 }
 
-void quantize_activations(const float* x, int64_t in_features, int bits, int group_size, int8_t* codes,
-                          float* scales, float* sums, float* centring) {
+void quantize_activations(const float* x, int64_t in_features, int bits, int group_size, int chunk_bytes,
+                          int8_t* codes, float* scales, float* sums, float* centring) {
+  const int64_t chunk = 2 * chunk_bytes;  // 4 bits: elements per chunk
   const int64_t groups = in_features / group_size;
   for (int64_t g = 0; g < groups; ++g) {
     const float* xg = x + g * group_size;
@@ -29,8 +31,8 @@ void quantize_activations(const float* x, int64_t in_features, int bits, int gro
     int64_t code_sum = 0;
     for (int i = 0; i < group_size; ++i) {
       const int64_t e = g * group_size + i;
-      // 4 bits: within each 64-element chunk, the even elements first, then the odd ones.
-      const int64_t position = bits == 4 ? (e / 64) * 64 + (e % 2) * 32 + (e % 64) / 2 : e;
+      // 4 bits: within each chunk, the even elements first, then the odd ones.
+      const int64_t position = bits == 4 ? (e / chunk) * chunk + (e % 2) * chunk_bytes + (e % chunk) / 2 : e;
       codes[position] = int8_t(std::lrint(std::clamp(xg[i] * inverse, -127.0f, 127.0f)));
       code_sum += codes[position];
     }
@@ -40,13 +42,13 @@ void quantize_activations(const float* x, int64_t in_features, int bits, int gro
   }
 }
 
-void linear(const PackedWeightView& w, const float* x, Rows rows, float* y) {
+void linear(const PackedWeightView& w, const float* x, Rows rows, int chunk_bytes, float* y) {
   const int64_t groups = w.groups_per_row();
   std::vector<int8_t> codes(size_t(w.in_features));
   std::vector<float> scales(static_cast<size_t>(groups)), sums(static_cast<size_t>(groups)),
       centring(static_cast<size_t>(groups));
-  quantize_activations(x, w.in_features, w.bits, w.group_size, codes.data(), scales.data(), sums.data(),
-                       centring.data());
+  quantize_activations(x, w.in_features, w.bits, w.group_size, chunk_bytes, codes.data(), scales.data(),
+                       sums.data(), centring.data());
   const Activations activations{codes.data(), scales.data(), sums.data(), centring.data()};
   // Small layers stay on one thread: waking the others costs more than their share.
   const int64_t grain = std::max<int64_t>(16, (int64_t{1} << 16) / std::max<int64_t>(1, w.bytes_per_row()));

@@ -17,19 +17,20 @@
 // around its group's middle, to meet the rounding error, instead of the
 // whole code (4 to 8 times smaller errors).
 //
-// 4-bit rows: each 32-byte chunk holds 64 codes, code 2b in the low nibble
-// of byte b and code 2b+1 in the high one, so the activations of a chunk are
-// stored as its 32 even elements, then its 32 odd ones. 8-bit rows: one code
-// per byte, activations in order.
+// The kernels read rows in chunks of 32 bytes (256-bit kernels) or 64 bytes
+// (AVX-512). 4-bit rows: a chunk of B bytes holds 2B codes, code 2b in the
+// low nibble of byte b and code 2b+1 in the high one, so the activations of
+// a chunk are stored as its B even elements, then its B odd ones. 8-bit
+// rows: one code per byte, activations in order.
 #include <cstdint>
 
 #include "qlinear_kernels.h"
 
 namespace mcompress::runtime::kernels::int8_gemv {
 
-// Whether the kernels handle this format: 4 bits (inputs a multiple of 64)
-// and 8 bits, groups of 32, 64 or 128.
-bool supports(int bits, int group_size, int64_t in_features);
+// Whether kernels reading `chunk_bytes` at a time handle this format: 4 and
+// 8 bits, groups of 32, 64 or 128, rows of whole chunks.
+bool supports(int bits, int group_size, int64_t in_features, int chunk_bytes);
 
 // The activations of one row, in the order above.
 struct Activations {
@@ -39,9 +40,10 @@ struct Activations {
   const float* centring = nullptr;  // [groups]: o * (sum(x_g) - d_g * sum(q_g))
 };
 
-// Quantizes x [in_features] (baseline code, qlinear_int8_gemv.cpp).
-void quantize_activations(const float* x, int64_t in_features, int bits, int group_size, int8_t* codes,
-                          float* scales, float* sums, float* centring);
+// Quantizes x [in_features] for kernels of `chunk_bytes` (baseline code,
+// qlinear_int8_gemv.cpp).
+void quantize_activations(const float* x, int64_t in_features, int bits, int group_size, int chunk_bytes,
+                          int8_t* codes, float* scales, float* sums, float* centring);
 
 // y[n] for n in [n_begin, n_end).
 using Rows = void (*)(const PackedWeightView& w, const Activations& x, int64_t n_begin, int64_t n_end, float* y);
@@ -51,12 +53,13 @@ void rows(const PackedWeightView&, const Activations&, int64_t, int64_t, float*)
 namespace avx_vnni {  // vpdpbusd, VEX-encoded 256-bit
 void rows(const PackedWeightView&, const Activations&, int64_t, int64_t, float*);
 }
-namespace avx512_vnni {  // vpdpbusd, EVEX-encoded 256-bit (AVX-512 VL)
+namespace avx512_vnni {  // vpdpbusd on 512-bit vectors, 64-byte chunks
 void rows(const PackedWeightView&, const Activations&, int64_t, int64_t, float*);
 }
 
-// y [out_features] = the weight times x [in_features], with `rows` for the
-// products; output rows shared among the intra-op threads.
-void linear(const PackedWeightView& w, const float* x, Rows rows, float* y);
+// y [out_features] = the weight times x [in_features], with `rows` (a
+// kernel of `chunk_bytes`) for the products; output rows shared among the
+// intra-op threads.
+void linear(const PackedWeightView& w, const float* x, Rows rows, int chunk_bytes, float* y);
 
 }  // namespace mcompress::runtime::kernels::int8_gemv

@@ -63,69 +63,92 @@ inline __m256i chunk(__m256i acc, const uint8_t* packed, const int8_t* x) {
   }
 }
 
-// One output row: sum over groups of (scale_g * d_g) * integer dot, with
-// `scaled[g]` = scale_g * d_g prepared by the caller.
-template <class Dot, int Bits, int Group>
-inline float row_dot(const uint8_t* packed, const int8_t* x, const float* scaled, int64_t in_features) {
+// kRows output rows at once: each thread streams several rows (memory
+// delivers more to several streams than to one), and each activation load
+// serves every row. Sums over groups of (scale_g * d_g) * integer dot, with
+// scaled[r * groups + g] = scale_g * d_g of row r prepared by the caller.
+constexpr int kRows = 4;
+
+template <class Dot, int Bits, int Group, int Rows>
+inline void rows_dot(const uint8_t* const* packed, const int8_t* x, const float* scaled, int64_t groups,
+                     float* out) {
   constexpr int kElements = Bits == 4 ? 64 : 32;  // codes per 32-byte chunk
-  __m256 even = _mm256_setzero_ps(), odd = _mm256_setzero_ps();
+  __m256 acc[Rows];
+  for (int r = 0; r < Rows; ++r) acc[r] = _mm256_setzero_ps();
   if constexpr (Group >= kElements) {
     constexpr int kChunks = Group / kElements;
-    const int64_t groups = in_features / Group;
-    int64_t g = 0;
-    for (; g + 1 < groups; g += 2) {
-      __m256i a = _mm256_setzero_si256(), b = _mm256_setzero_si256();
+    for (int64_t g = 0; g < groups; ++g) {
+      __m256i sums[Rows];
+      for (int r = 0; r < Rows; ++r) sums[r] = _mm256_setzero_si256();
       for (int c = 0; c < kChunks; ++c) {
-        a = chunk<Dot, Bits>(a, packed + (g * kChunks + c) * 32, x + (g * kChunks + c) * kElements);
-        b = chunk<Dot, Bits>(b, packed + ((g + 1) * kChunks + c) * 32, x + ((g + 1) * kChunks + c) * kElements);
+        const int64_t at = g * kChunks + c;
+        for (int r = 0; r < Rows; ++r) {
+          _mm_prefetch(reinterpret_cast<const char*>(packed[r] + at * 32 + 512), _MM_HINT_T0);
+          sums[r] = chunk<Dot, Bits>(sums[r], packed[r] + at * 32, x + at * kElements);
+        }
       }
-      even = _mm256_fmadd_ps(_mm256_cvtepi32_ps(a), _mm256_set1_ps(scaled[g]), even);
-      odd = _mm256_fmadd_ps(_mm256_cvtepi32_ps(b), _mm256_set1_ps(scaled[g + 1]), odd);
-    }
-    if (g < groups) {
-      __m256i a = _mm256_setzero_si256();
-      for (int c = 0; c < kChunks; ++c)
-        a = chunk<Dot, Bits>(a, packed + (g * kChunks + c) * 32, x + (g * kChunks + c) * kElements);
-      even = _mm256_fmadd_ps(_mm256_cvtepi32_ps(a), _mm256_set1_ps(scaled[g]), even);
+      for (int r = 0; r < Rows; ++r)
+        acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums[r]), _mm256_set1_ps(scaled[r * groups + g]), acc[r]);
     }
   } else {
     // 4 bits in groups of 32: lanes 0-3 of a chunk are one group, lanes 4-7 the next.
-    const int64_t chunks = in_features / kElements;
-    for (int64_t c = 0; c < chunks; ++c) {
-      const __m256i a = chunk<Dot, Bits>(_mm256_setzero_si256(), packed + c * 32, x + c * kElements);
-      const __m256 scale = _mm256_set_m128(_mm_set1_ps(scaled[2 * c + 1]), _mm_set1_ps(scaled[2 * c]));
-      __m256& acc = (c % 2) ? odd : even;
-      acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(a), scale, acc);
+    for (int64_t c = 0; c < groups / 2; ++c) {
+      for (int r = 0; r < Rows; ++r) {
+        _mm_prefetch(reinterpret_cast<const char*>(packed[r] + c * 32 + 512), _MM_HINT_T0);
+        const __m256i sums = chunk<Dot, Bits>(_mm256_setzero_si256(), packed[r] + c * 32, x + c * kElements);
+        const float* s = scaled + r * groups + 2 * c;
+        acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), _mm256_set_m128(_mm_set1_ps(s[1]), _mm_set1_ps(s[0])),
+                                 acc[r]);
+      }
     }
   }
-  return horizontal_sum(_mm256_add_ps(even, odd));
+  for (int r = 0; r < Rows; ++r) out[r] = horizontal_sum(acc[r]);
+}
+
+// scale_g * d_g of row n into `scaled`, and the row's float part: the
+// biases' bias_g * sum(x_g) and the centring's scale_g * o * (...).
+inline float prepare_row(const PackedWeightView& w, const Activations& x, int64_t n, float* scaled) {
+  const int64_t groups = w.groups_per_row(), first = n * groups;
+  __m256 rest = _mm256_setzero_ps();
+  int64_t g = 0;
+  for (; g + 8 <= groups; g += 8) {
+    const __m256 scale = load8(w.scale_type, w.scales, first + g);
+    _mm256_storeu_ps(scaled + g, _mm256_mul_ps(scale, _mm256_loadu_ps(x.scales + g)));
+    rest = _mm256_fmadd_ps(load8(w.scale_type, w.biases, first + g), _mm256_loadu_ps(x.sums + g), rest);
+    rest = _mm256_fmadd_ps(scale, _mm256_loadu_ps(x.centring + g), rest);
+  }
+  float part = horizontal_sum(rest);
+  for (; g < groups; ++g) {
+    const float scale = load1(w.scale_type, w.scales, first + g);
+    scaled[g] = scale * x.scales[g];
+    part += load1(w.scale_type, w.biases, first + g) * x.sums[g] + scale * x.centring[g];
+  }
+  return part;
 }
 
 template <class Dot, int Bits, int Group>
 void rows_of(const PackedWeightView& w, const Activations& x, int64_t n_begin, int64_t n_end, float* y) {
   const int64_t groups = w.groups_per_row();
   thread_local std::vector<float> scaled;
-  if (int64_t(scaled.size()) < groups) scaled.resize(size_t(groups));
+  if (int64_t(scaled.size()) < kRows * groups) scaled.resize(size_t(kRows * groups));
   const auto* packed = reinterpret_cast<const uint8_t*>(w.packed);
-  for (int64_t n = n_begin; n < n_end; ++n) {
-    // scale_g * d_g for the integer sums; the biases' and the centring's parts in float.
-    const int64_t first = n * groups;
-    __m256 rest = _mm256_setzero_ps();
-    int64_t g = 0;
-    for (; g + 8 <= groups; g += 8) {
-      const __m256 scale = load8(w.scale_type, w.scales, first + g);
-      _mm256_storeu_ps(scaled.data() + g, _mm256_mul_ps(scale, _mm256_loadu_ps(x.scales + g)));
-      rest = _mm256_fmadd_ps(load8(w.scale_type, w.biases, first + g), _mm256_loadu_ps(x.sums + g), rest);
-      rest = _mm256_fmadd_ps(scale, _mm256_loadu_ps(x.centring + g), rest);
+  int64_t n = n_begin;
+  for (; n + kRows <= n_end; n += kRows) {
+    const uint8_t* rows[kRows];
+    float parts[kRows], dots[kRows];
+    for (int r = 0; r < kRows; ++r) {
+      rows[r] = packed + (n + r) * w.bytes_per_row();
+      parts[r] = prepare_row(w, x, n + r, scaled.data() + r * groups);
     }
-    float bias_part = horizontal_sum(rest);
-    for (; g < groups; ++g) {
-      const float scale = load1(w.scale_type, w.scales, first + g);
-      scaled[size_t(g)] = scale * x.scales[g];
-      bias_part += load1(w.scale_type, w.biases, first + g) * x.sums[g] + scale * x.centring[g];
-    }
-    y[n] = row_dot<Dot, Bits, Group>(packed + n * w.bytes_per_row(), x.codes, scaled.data(), w.in_features) +
-           bias_part;
+    rows_dot<Dot, Bits, Group, kRows>(rows, x.codes, scaled.data(), groups, dots);
+    for (int r = 0; r < kRows; ++r) y[n + r] = dots[r] + parts[r];
+  }
+  for (; n < n_end; ++n) {
+    const uint8_t* row = packed + n * w.bytes_per_row();
+    float dot;
+    const float part = prepare_row(w, x, n, scaled.data());
+    rows_dot<Dot, Bits, Group, 1>(&row, x.codes, scaled.data(), groups, &dot);
+    y[n] = dot + part;
   }
 }
 

@@ -1,21 +1,108 @@
-// The one-row int8 kernels with AVX-512 VNNI (qlinear_int8_gemv.h): the
-// EVEX-encoded vpdpbusd on 256-bit vectors (AVX-512 VL), for CPUs that have
-// AVX-512 VNNI but not AVX-VNNI. Compiled with -mavx2 -mfma -mf16c
-// -mavx512f -mavx512vl -mavx512vnni; called only after the CPU check.
-#include "qlinear_int8_gemv_256.h"
+// The one-row int8 kernels on 512-bit vectors (qlinear_int8_gemv.h):
+// vpdpbusd on 64-byte chunks, so each instruction takes 128 4-bit or 64
+// 8-bit codes, half the instructions of the 256-bit kernels per byte of
+// weight. Compiled with -mavx2 -mfma -mf16c -mavx512f -mavx512bw -mavx512vl
+// -mavx512vnni; called only after the CPU check.
+#include "qlinear_int8_gemv_256.h"  // load8, prepare_row (256-bit, per row)
+
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"  // GCC 12's AVX-512 intrinsics, see gemv_kernels.cpp
 
 namespace mcompress::runtime::kernels::int8_gemv::avx512_vnni {
 namespace {
 
-struct Vnni {
-  static __m256i add(__m256i acc, __m256i u, __m256i s) { return _mm256_dpbusd_epi32(acc, u, s); }
-  static __m256i add8(__m256i acc, __m256i u, __m256i s) { return _mm256_dpbusd_epi32(acc, u, s); }
-};
+template <int Bits>
+inline __m512i chunk512(__m512i acc, const uint8_t* packed, const int8_t* x) {
+  const __m512i bytes = _mm512_loadu_si512(packed);
+  if constexpr (Bits == 4) {
+    const __m512i nibble = _mm512_set1_epi8(0x0F);
+    acc = _mm512_dpbusd_epi32(acc, _mm512_and_si512(bytes, nibble), _mm512_loadu_si512(x));
+    return _mm512_dpbusd_epi32(acc, _mm512_and_si512(_mm512_srli_epi16(bytes, 4), nibble), _mm512_loadu_si512(x + 64));
+  } else {
+    return _mm512_dpbusd_epi32(acc, bytes, _mm512_loadu_si512(x));
+  }
+}
+
+// As rows_dot in qlinear_int8_gemv_256.h, with 64-byte chunks. A chunk may
+// hold 2 or 4 groups: lane l (bytes 4l..4l+3) belongs to group l / (16 / k).
+template <int Bits, int Group, int Rows>
+inline void rows_dot512(const uint8_t* const* packed, const int8_t* x, const float* scaled, int64_t groups,
+                        int64_t ahead, float* out) {
+  constexpr int kElements = Bits == 4 ? 128 : 64;  // codes per 64-byte chunk
+  __m512 acc[Rows];
+  for (int r = 0; r < Rows; ++r) acc[r] = _mm512_setzero_ps();
+  if constexpr (Group >= kElements) {
+    constexpr int kChunks = Group / kElements;
+    for (int64_t g = 0; g < groups; ++g) {
+      __m512i sums[Rows];
+      for (int r = 0; r < Rows; ++r) sums[r] = _mm512_setzero_si512();
+      for (int c = 0; c < kChunks; ++c) {
+        const int64_t at = g * kChunks + c;
+        for (int r = 0; r < Rows; ++r) {
+          _mm_prefetch(reinterpret_cast<const char*>(packed[r] + at * 64 + ahead), _MM_HINT_T0);
+          sums[r] = chunk512<Bits>(sums[r], packed[r] + at * 64, x + at * kElements);
+        }
+      }
+      for (int r = 0; r < Rows; ++r)
+        acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sums[r]), _mm512_set1_ps(scaled[r * groups + g]), acc[r]);
+    }
+  } else {
+    constexpr int kGroups = kElements / Group;  // 2 or 4 per chunk
+    const __m512i lane_group = kGroups == 2
+                                   ? _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0)
+                                   : _mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0);
+    for (int64_t c = 0; c < groups / kGroups; ++c) {
+      for (int r = 0; r < Rows; ++r) {
+        _mm_prefetch(reinterpret_cast<const char*>(packed[r] + c * 64 + ahead), _MM_HINT_T0);
+        const __m512i sums = chunk512<Bits>(_mm512_setzero_si512(), packed[r] + c * 64, x + c * kElements);
+        // The chunk's scales, each spread over its lanes (`scaled` has 4 floats of slack at the end).
+        const __m512 scale = _mm512_permutexvar_ps(
+            lane_group, _mm512_castps128_ps512(_mm_loadu_ps(scaled + r * groups + c * kGroups)));
+        acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sums), scale, acc[r]);
+      }
+    }
+  }
+  for (int r = 0; r < Rows; ++r) out[r] = _mm512_reduce_add_ps(acc[r]);
+}
+
+template <int Bits, int Group>
+void rows_of512(const PackedWeightView& w, const Activations& x, int64_t n_begin, int64_t n_end, float* y) {
+  const int64_t groups = w.groups_per_row();
+  thread_local std::vector<float> scaled;
+  if (int64_t(scaled.size()) < kRows * groups + 4) scaled.resize(size_t(kRows * groups + 4));
+  const auto* packed = reinterpret_cast<const uint8_t*>(w.packed);
+  int64_t n = n_begin;
+  for (; n + kRows <= n_end; n += kRows) {
+    const uint8_t* rows[kRows];
+    float parts[kRows], dots[kRows];
+    for (int r = 0; r < kRows; ++r) {
+      rows[r] = packed + (n + r) * w.bytes_per_row();
+      parts[r] = prepare_row(w, x, n + r, scaled.data() + r * groups);
+    }
+    // Prefetch the same bytes of the next block of rows while this one is multiplied.
+    rows_dot512<Bits, Group, kRows>(rows, x.codes, scaled.data(), groups, kRows * w.bytes_per_row(), dots);
+    for (int r = 0; r < kRows; ++r) y[n + r] = dots[r] + parts[r];
+  }
+  for (; n < n_end; ++n) {
+    const uint8_t* row = packed + n * w.bytes_per_row();
+    float dot;
+    const float part = prepare_row(w, x, n, scaled.data());
+    rows_dot512<Bits, Group, 1>(&row, x.codes, scaled.data(), groups, w.bytes_per_row(), &dot);
+    y[n] = dot + part;
+  }
+}
 
 }  // namespace
 
 void rows(const PackedWeightView& w, const Activations& x, int64_t n_begin, int64_t n_end, float* y) {
-  rows_256<Vnni>(w, x, n_begin, n_end, y);
+  switch (w.bits * 1000 + w.group_size) {
+    case 4032: return rows_of512<4, 32>(w, x, n_begin, n_end, y);
+    case 4064: return rows_of512<4, 64>(w, x, n_begin, n_end, y);
+    case 4128: return rows_of512<4, 128>(w, x, n_begin, n_end, y);
+    case 8032: return rows_of512<8, 32>(w, x, n_begin, n_end, y);
+    case 8064: return rows_of512<8, 64>(w, x, n_begin, n_end, y);
+    case 8128: return rows_of512<8, 128>(w, x, n_begin, n_end, y);
+    default: break;  // supports() keeps other formats away
+  }
 }
 
 }  // namespace mcompress::runtime::kernels::int8_gemv::avx512_vnni

@@ -241,7 +241,7 @@ at::Tensor linear(const at::Tensor& x, const at::Tensor& packed, const at::Tenso
         int8_activations && M == 1 ? detail::choose_int8_gemv(w.bits, w.group_size, w.in_features) : detail::GemvChoice{};
     if (int8_activations && path.avx2 && path.path != detail::Path::Int8) path = detail::int8_path();
     if (gemv.rows) {
-      kernels::int8_gemv::linear(w, x2.data_ptr<float>(), gemv.rows, out);
+      kernels::int8_gemv::linear(w, x2.data_ptr<float>(), gemv.rows, gemv.chunk_bytes, out);
     } else if (path.path == detail::Path::Int8) {
       kernels::int8::linear(w, x2.data_ptr<float>(), M, path.multiply, out);
     } else {

@@ -64,7 +64,7 @@ MCOMPRESS_RUNTIME_API at::Tensor quantized_linear(const at::Tensor& x, const at:
 // VNNI), anything else the int8 path below (blocks of 32). Without AVX2 it
 // computes exactly as quantized_linear. Faster where decoding is
 // compute-bound, at an RMS error of about 0.5-1% of the output's RMS on top
-// of the weights' own (README, "Quantization"). KvDecoder decodes with it
+// of the weights' own (up to 1.5% with groups of 128; README, "Quantization"). KvDecoder decodes with it
 // unless told otherwise.
 MCOMPRESS_RUNTIME_API at::Tensor quantized_linear_int8(const at::Tensor& x, const at::Tensor& packed,
                                                        const at::Tensor& scales,
