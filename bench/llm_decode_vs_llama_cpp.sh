@@ -86,15 +86,24 @@ def spread(values):
 # Each mcompress row against the llama.cpp file of the same width.
 counterpart = {"bfloat16": "GGUF F16", "MLX 8-bit": "GGUF Q8_0", "MLX 4-bit": "GGUF Q4_0 (output Q8_0)",
                "MLX 4-bit, 8-bit embeddings": "GGUF Q4_0 (output Q8_0)"}
+# llama.cpp's rates are its own (llama_perf_context: evaluation time without
+# the JavaScript binding around it), the stricter comparison; the binding's
+# wall-clock rates follow in brackets.
+def rates(fmt, key):
+    own = pooled(fmt, "llama_" + key) if any(r["runner"] == "llama.cpp" for r in rows if r["format"] == fmt) else []
+    return own or pooled(fmt, key)
 print("| runner | weights | MB read per token | decode tok/s median [min, max] | vs llama.cpp | "
       "prefill tok/s median [min, max] | vs llama.cpp | peak RSS (MB) |")
 print("|---|---|---|---|---|---|---|---|")
 for fmt in dict.fromkeys(r["format"] for r in rows):
     runs = [r for r in rows if r["format"] == fmt]
-    decode, prefill = pooled(fmt, "decode_tps"), pooled(fmt, "prefill_tps")
+    decode, prefill = rates(fmt, "decode_tps"), rates(fmt, "prefill_tps")
     other = counterpart.get(fmt)
-    versus = lambda key, mine: f"{statistics.median(mine) / statistics.median(pooled(other, key)):.2f}x" if other else ""
+    versus = lambda key, mine: f"{statistics.median(mine) / statistics.median(rates(other, key)):.2f}x" if other else ""
+    binding = ""
+    if runs[0]["runner"] == "llama.cpp":
+        binding = f" (binding: {statistics.median(pooled(fmt, 'decode_tps')):.2f})"
     read = runs[0].get("bytes_per_token", runs[0]["weight_bytes"]) / 1e6
-    print(f"| {runs[0]['runner']} | {fmt} | {read:.0f} | {spread(decode)} | {versus('decode_tps', decode)} | "
+    print(f"| {runs[0]['runner']} | {fmt} | {read:.0f} | {spread(decode)}{binding} | {versus('decode_tps', decode)} | "
           f"{spread(prefill)} | {versus('prefill_tps', prefill)} | {max(r['peak_rss_mb'] for r in runs):.0f} |")
 EOF

@@ -146,7 +146,9 @@ TEST_F(MlxLmCheckpoint, ReadBackForDecodingKeepsTheCodes) {
     ASSERT_TRUE(read.quantized.count(up)) << family;
     EXPECT_EQ(read.quantized.at(up).bits, 4);
     EXPECT_EQ(read.quantized.at(up).packed.dim(), 2);
-    if (family == "mixtral") EXPECT_TRUE(read.floating.count("model.layers.0.block_sparse_moe.experts.1.w2.weight"));
+    if (family == "mixtral") {
+      EXPECT_TRUE(read.floating.count("model.layers.0.block_sparse_moe.experts.1.w2.weight"));
+    }
 
     // The same model with every quantized layer dequantized, run by the floating path.
     auto dequantized = read.floating;
