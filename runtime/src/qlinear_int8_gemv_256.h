@@ -67,7 +67,7 @@ inline __m256i chunk(__m256i acc, const uint8_t* packed, const int8_t* x) {
 // delivers more to several streams than to one), and each activation load
 // serves every row. Sums over groups of (scale_g * d_g) * integer dot, with
 // scaled[r * groups + g] = scale_g * d_g of row r prepared by the caller.
-constexpr int kRows = 4;
+constexpr int kRows = 4;  // rows per block of the 256-bit kernels
 
 template <class Dot, int Bits, int Group, int Rows>
 inline void rows_dot(const uint8_t* const* packed, const int8_t* x, const float* scaled, int64_t groups,

@@ -64,23 +64,25 @@ inline void rows_dot512(const uint8_t* const* packed, const int8_t* x, const flo
   for (int r = 0; r < Rows; ++r) out[r] = _mm512_reduce_add_ps(acc[r]);
 }
 
+constexpr int kRows512 = 8;  // 8 streams per thread: memory keeps more requests in flight
+
 template <int Bits, int Group>
 void rows_of512(const PackedWeightView& w, const Activations& x, int64_t n_begin, int64_t n_end, float* y) {
   const int64_t groups = w.groups_per_row();
   thread_local std::vector<float> scaled;
-  if (int64_t(scaled.size()) < kRows * groups + 4) scaled.resize(size_t(kRows * groups + 4));
+  if (int64_t(scaled.size()) < kRows512 * groups + 4) scaled.resize(size_t(kRows512 * groups + 4));
   const auto* packed = reinterpret_cast<const uint8_t*>(w.packed);
   int64_t n = n_begin;
-  for (; n + kRows <= n_end; n += kRows) {
-    const uint8_t* rows[kRows];
-    float parts[kRows], dots[kRows];
-    for (int r = 0; r < kRows; ++r) {
+  for (; n + kRows512 <= n_end; n += kRows512) {
+    const uint8_t* rows[kRows512];
+    float parts[kRows512], dots[kRows512];
+    for (int r = 0; r < kRows512; ++r) {
       rows[r] = packed + (n + r) * w.bytes_per_row();
       parts[r] = prepare_row(w, x, n + r, scaled.data() + r * groups);
     }
     // Prefetch the same bytes of the next block of rows while this one is multiplied.
-    rows_dot512<Bits, Group, kRows>(rows, x.codes, scaled.data(), groups, kRows * w.bytes_per_row(), dots);
-    for (int r = 0; r < kRows; ++r) y[n + r] = dots[r] + parts[r];
+    rows_dot512<Bits, Group, kRows512>(rows, x.codes, scaled.data(), groups, kRows512 * w.bytes_per_row(), dots);
+    for (int r = 0; r < kRows512; ++r) y[n + r] = dots[r] + parts[r];
   }
   for (; n < n_end; ++n) {
     const uint8_t* row = packed + n * w.bytes_per_row();
