@@ -156,7 +156,8 @@ TEST_F(HfPipeline, MlxQuantWritesTheMlxLmLayoutAndMixedPrecisionToABudget) {
                "mcompress: 1\nname: " + name + "\nseed: 5\nthreads: 2\nmodel:\n  hf: " + trained_model().string() +
                    "\n  dtype: checkpoint\ndata:\n  dataset: text\n  path: shakespeare.txt\n  context: 32\n"
                    "  validation_size: 8\n  eval_limit: 8\n  calibration_size: 16\nprobes:\n  enabled: [perplexity, "
-                   "params]\n  eval_batch_size: 8\nstages:\n  - name: quantize\n    pass: mlx_quant\n    params: " +
+                   "params, generation]\n  prompt_length: 8\n  new_tokens: 4\n  eval_batch_size: 8\nstages:\n"
+                   "  - name: quantize\n    pass: mlx_quant\n    params: " +
                    params + "\n");
     return run_command(cli("run " + (dir() / (name + ".yaml")).string() + " --out " + (dir() / name).string() +
                            " --no-tracking --quiet"));
@@ -169,6 +170,9 @@ TEST_F(HfPipeline, MlxQuantWritesTheMlxLmLayoutAndMixedPrecisionToABudget) {
                                  (dir() / "rtn/stages/01_quantize/artifacts/mlx").string() + " 4 32");
   EXPECT_EQ(check.output, "OK\n");
   EXPECT_TRUE(fs::is_regular_file(dir() / "rtn/stages/01_quantize/artifacts/mlx/tokenizer.json"));
+  // The quantized model decodes from its codes: the generation probe measures it too.
+  const auto quantized = read_json(dir() / "rtn/stages/01_quantize/record.json").at("outcome").at("metrics");
+  EXPECT_GT(quantized.at("decode_tokens_per_s").get<double>(), 0.0);
 
   const auto mixed = quantize("mixed", "{bits: 3, group_size: 32, dtype: float32, method: gptq, "
                                        "target_bits_per_weight: 3.5}");

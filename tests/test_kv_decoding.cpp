@@ -408,6 +408,8 @@ TEST(KvDecoding, ModuleWithQuantizedLayersDecodesAsItsForward) {
   QuantizedModel quantized = quantize_linear_layers(model, plan, {});
   const torch::Tensor ids = torch::randint(config.vocab_size, {1, 6}, torch::kLong);
   const torch::Tensor expected = quantized.model.forward({ids}).toTensor();
+  EXPECT_TRUE(decodable(model));
+  EXPECT_TRUE(decodable(quantized.model));
   KvDecoder decoder(quantized.model);
   decoder.set_int8_activations(false);
   EXPECT_LT(relative_difference(decoder.append(ids.narrow(1, 0, 4)), expected.select(1, 3)), 1e-4);

@@ -73,9 +73,9 @@ TextSample causal_lm_text_sample(const torch::jit::Module& model, const Dataset&
     throw Error("the text_sample probe needs held-out text (a text dataset)");
   const auto first = eval.inputs[0].contiguous();
   const std::vector<int64_t> prompt(first.data_ptr<int64_t>(), first.data_ptr<int64_t>() + first.numel());
-  if (!writable_as_checkpoint(model)) {
-    // Layers the decoder cannot read (quantized ones): sample through the
-    // module's own forward, one window of context at a time.
+  if (!decodable(model)) {
+    // Layers the decoder cannot read (frozen into constants): sample through
+    // the module's own forward, one window of context at a time.
     auto generator = at::make_generator<at::CPUGeneratorImpl>(seed);
     SamplingOptions sampling;
     sampling.new_tokens = length;

@@ -20,6 +20,7 @@
 #include "mcompress/sdk/error.h"
 #include "mcompress/models/evaluate.h"
 #include "mcompress/models/fidelity.h"
+#include "mcompress/models/kv_decoding.h"
 #include "mcompress/models/language_model.h"
 #include "mcompress/models/model_stats.h"
 #include "mcompress/models/module_copy.h"
@@ -163,7 +164,8 @@ Metrics run_probes(const torch::jit::Module& model, const Dataset* eval,
   // Checkpoint tensors still in place (not quantized or frozen away): the
   // decoder and the checkpoint writer can read the model.
   const bool causal_lm = writable_as_checkpoint(model);
-  if (enabled(spec, "generation") && causal_lm) {
+  // Quantized layers decode too (KvDecoder runs them from their codes).
+  if (enabled(spec, "generation") && decodable(model)) {
     for (const auto& [key, value] : probe_generation(model, eval, spec.prompt_length, spec.new_tokens, progress))
       metrics[key] = value;
   }

@@ -354,6 +354,16 @@ KvDecoder::KvDecoder(const TransformerConfig& config, std::map<std::string, torc
   s.inv_freq_tensor = torch::from_blob(s.inv_freq.data(), {int64_t(s.inv_freq.size())}, torch::kFloat).clone();
 }
 
+bool decodable(const torch::jit::Module& model) {
+  if (!is_causal_lm(model)) return false;
+  try {
+    KvDecoder decoder(model);  // shares the tensors: cheap
+    return true;
+  } catch (const std::exception&) {
+    return false;  // tensors frozen into constants, or layers it cannot read
+  }
+}
+
 KvDecoder::~KvDecoder() = default;
 KvDecoder::KvDecoder(KvDecoder&&) noexcept = default;
 KvDecoder& KvDecoder::operator=(KvDecoder&&) noexcept = default;

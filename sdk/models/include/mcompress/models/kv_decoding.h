@@ -59,6 +59,10 @@ class MCOMPRESS_SDK_API KvDecoder {
   std::unique_ptr<State> state_;
 };
 
+// Whether KvDecoder(model) can run `model`: a causal LM (causal_lm.h) whose
+// layers are its parameters or quantized layers, not frozen into constants.
+MCOMPRESS_SDK_API bool decodable(const torch::jit::Module& model);
+
 struct GenerationOptions {
   int64_t max_new_tokens = 64;
   double temperature = 0.0;  // 0: greedy
