@@ -303,6 +303,13 @@ TEST_F(HfPipeline, BrokenCheckpointsAreRefusedWithExitCode2AndNothingWritten) {
        "gpt_neox"},
       {"malformed_tokenizer", [](const fs::path& m) { write_text(m / "tokenizer.json", "{\"model\": "); },
        "tokenizer.json"},
+      {"mlx_quantized",
+       [](const fs::path& m) {
+         auto config = read_json(m / "config.json");
+         config["quantization"] = {{"group_size", 64}, {"bits", 4}};
+         write_text(m / "config.json", config.dump());
+       },
+       "mlx-lm (or `mcompress quantize`) quantized"},
   };
   for (const auto& c : cases) {
     SCOPED_TRACE(c.name);
