@@ -16,7 +16,6 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
-#include <iterator>
 #include <memory>
 #include <iostream>
 #include <numeric>
@@ -24,10 +23,11 @@
 #include <thread>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
+#include <nlohmann/json.hpp>
 
 #include "memory_bandwidth.h"
 #include "openblas_threads.h"
-#include <fmt/ranges.h>
 
 #include "mcompress/formats/hf_model.h"
 #include "mcompress/formats/mlx_lm_checkpoint.h"
@@ -121,8 +121,7 @@ int main(int argc, char** argv) try {
   // quantized layers; a Hugging Face checkpoint through its TorchScript model.
   const Clock::time_point load_start = Clock::now();
   std::ifstream config_file(std::filesystem::path(o.checkpoint) / "config.json");
-  const std::string config_text((std::istreambuf_iterator<char>(config_file)), std::istreambuf_iterator<char>());
-  const bool mlx = config_text.find("\"quantization\"") != std::string::npos;
+  const bool mlx = nlohmann::json::parse(config_file).contains("quantization");
   torch::jit::Module model;
   mcompress::MlxLmWeights mlx_weights;
   std::unique_ptr<mcompress::KvDecoder> decoder_holder;

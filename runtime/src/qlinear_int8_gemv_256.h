@@ -7,6 +7,7 @@
 #include <immintrin.h>
 
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 #include "qlinear_int8_gemv.h"
@@ -126,44 +127,62 @@ inline float prepare_row(const PackedWeightView& w, const Activations& x, int64_
   return part;
 }
 
-template <class Dot, int Bits, int Group>
-void rows_of(const PackedWeightView& w, const Activations& x, int64_t n_begin, int64_t n_end, float* y) {
+// Output rows [n_begin, n_end) in blocks of BlockRows, then the rest one at
+// a time: each row's scale_g * d_g and float part from prepare_row, the
+// integer sums of R rows from
+//   dot(std::integral_constant<int, R>, rows, scaled, out).
+template <int BlockRows, class BlockDot>
+void rows_in_blocks(const PackedWeightView& w, const Activations& x, int64_t n_begin, int64_t n_end, float* y,
+                    const BlockDot& dot) {
   const int64_t groups = w.groups_per_row();
+  // 4 floats of slack: the 512-bit kernels read a chunk's scales 4 at a time.
   thread_local std::vector<float> scaled;
-  if (int64_t(scaled.size()) < kRows * groups) scaled.resize(size_t(kRows * groups));
+  if (int64_t(scaled.size()) < BlockRows * groups + 4) scaled.resize(size_t(BlockRows * groups + 4));
   const auto* packed = reinterpret_cast<const uint8_t*>(w.packed);
   int64_t n = n_begin;
-  for (; n + kRows <= n_end; n += kRows) {
-    const uint8_t* rows[kRows];
-    float parts[kRows], dots[kRows];
-    for (int r = 0; r < kRows; ++r) {
+  for (; n + BlockRows <= n_end; n += BlockRows) {
+    const uint8_t* rows[BlockRows];
+    float parts[BlockRows], dots[BlockRows];
+    for (int r = 0; r < BlockRows; ++r) {
       rows[r] = packed + (n + r) * w.bytes_per_row();
       parts[r] = prepare_row(w, x, n + r, scaled.data() + r * groups);
     }
-    rows_dot<Dot, Bits, Group, kRows>(rows, x.codes, scaled.data(), groups, dots);
-    for (int r = 0; r < kRows; ++r) y[n + r] = dots[r] + parts[r];
+    dot(std::integral_constant<int, BlockRows>{}, rows, scaled.data(), dots);
+    for (int r = 0; r < BlockRows; ++r) y[n + r] = dots[r] + parts[r];
   }
   for (; n < n_end; ++n) {
     const uint8_t* row = packed + n * w.bytes_per_row();
-    float dot;
+    float value;
     const float part = prepare_row(w, x, n, scaled.data());
-    rows_dot<Dot, Bits, Group, 1>(&row, x.codes, scaled.data(), groups, &dot);
-    y[n] = dot + part;
+    dot(std::integral_constant<int, 1>{}, &row, scaled.data(), &value);
+    y[n] = value + part;
+  }
+}
+
+// f(std::integral_constant<int, bits>, std::integral_constant<int, group_size>)
+// for the formats the kernels handle (supports() keeps others away).
+template <class F>
+void with_format(int bits, int group_size, const F& f) {
+  using std::integral_constant;
+  switch (bits * 1000 + group_size) {
+    case 4032: return f(integral_constant<int, 4>{}, integral_constant<int, 32>{});
+    case 4064: return f(integral_constant<int, 4>{}, integral_constant<int, 64>{});
+    case 4128: return f(integral_constant<int, 4>{}, integral_constant<int, 128>{});
+    case 8032: return f(integral_constant<int, 8>{}, integral_constant<int, 32>{});
+    case 8064: return f(integral_constant<int, 8>{}, integral_constant<int, 64>{});
+    case 8128: return f(integral_constant<int, 8>{}, integral_constant<int, 128>{});
+    default: break;
   }
 }
 
 template <class Dot>
 void rows_256(const PackedWeightView& w, const Activations& x, int64_t n_begin, int64_t n_end, float* y) {
-  const int key = w.bits * 1000 + w.group_size;
-  switch (key) {
-    case 4032: return rows_of<Dot, 4, 32>(w, x, n_begin, n_end, y);
-    case 4064: return rows_of<Dot, 4, 64>(w, x, n_begin, n_end, y);
-    case 4128: return rows_of<Dot, 4, 128>(w, x, n_begin, n_end, y);
-    case 8032: return rows_of<Dot, 8, 32>(w, x, n_begin, n_end, y);
-    case 8064: return rows_of<Dot, 8, 64>(w, x, n_begin, n_end, y);
-    case 8128: return rows_of<Dot, 8, 128>(w, x, n_begin, n_end, y);
-    default: break;  // supports() keeps other formats away
-  }
+  with_format(w.bits, w.group_size, [&](auto bits, auto group) {
+    rows_in_blocks<kRows>(w, x, n_begin, n_end, y, [&](auto count, const uint8_t* const* rows, const float* scaled,
+                                                       float* out) {
+      rows_dot<Dot, bits.value, group.value, count.value>(rows, x.codes, scaled, w.groups_per_row(), out);
+    });
+  });
 }
 
 }  // namespace

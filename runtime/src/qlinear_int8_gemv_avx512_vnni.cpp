@@ -66,45 +66,17 @@ inline void rows_dot512(const uint8_t* const* packed, const int8_t* x, const flo
 
 constexpr int kRows512 = 8;  // 8 streams per thread: memory keeps more requests in flight
 
-template <int Bits, int Group>
-void rows_of512(const PackedWeightView& w, const Activations& x, int64_t n_begin, int64_t n_end, float* y) {
-  const int64_t groups = w.groups_per_row();
-  thread_local std::vector<float> scaled;
-  if (int64_t(scaled.size()) < kRows512 * groups + 4) scaled.resize(size_t(kRows512 * groups + 4));
-  const auto* packed = reinterpret_cast<const uint8_t*>(w.packed);
-  int64_t n = n_begin;
-  for (; n + kRows512 <= n_end; n += kRows512) {
-    const uint8_t* rows[kRows512];
-    float parts[kRows512], dots[kRows512];
-    for (int r = 0; r < kRows512; ++r) {
-      rows[r] = packed + (n + r) * w.bytes_per_row();
-      parts[r] = prepare_row(w, x, n + r, scaled.data() + r * groups);
-    }
-    // Prefetch the same bytes of the next block of rows while this one is multiplied.
-    rows_dot512<Bits, Group, kRows512>(rows, x.codes, scaled.data(), groups, kRows512 * w.bytes_per_row(), dots);
-    for (int r = 0; r < kRows512; ++r) y[n + r] = dots[r] + parts[r];
-  }
-  for (; n < n_end; ++n) {
-    const uint8_t* row = packed + n * w.bytes_per_row();
-    float dot;
-    const float part = prepare_row(w, x, n, scaled.data());
-    rows_dot512<Bits, Group, 1>(&row, x.codes, scaled.data(), groups, w.bytes_per_row(), &dot);
-    y[n] = dot + part;
-  }
-}
-
 }  // namespace
 
 void rows(const PackedWeightView& w, const Activations& x, int64_t n_begin, int64_t n_end, float* y) {
-  switch (w.bits * 1000 + w.group_size) {
-    case 4032: return rows_of512<4, 32>(w, x, n_begin, n_end, y);
-    case 4064: return rows_of512<4, 64>(w, x, n_begin, n_end, y);
-    case 4128: return rows_of512<4, 128>(w, x, n_begin, n_end, y);
-    case 8032: return rows_of512<8, 32>(w, x, n_begin, n_end, y);
-    case 8064: return rows_of512<8, 64>(w, x, n_begin, n_end, y);
-    case 8128: return rows_of512<8, 128>(w, x, n_begin, n_end, y);
-    default: break;  // supports() keeps other formats away
-  }
+  with_format(w.bits, w.group_size, [&](auto bits, auto group) {
+    rows_in_blocks<kRows512>(w, x, n_begin, n_end, y, [&](auto count, const uint8_t* const* rows,
+                                                          const float* scaled, float* out) {
+      // Prefetch the same bytes of the next block of rows while this one is multiplied.
+      rows_dot512<bits.value, group.value, count.value>(rows, x.codes, scaled, w.groups_per_row(),
+                                                        count.value * w.bytes_per_row(), out);
+    });
+  });
 }
 
 }  // namespace mcompress::runtime::kernels::int8_gemv::avx512_vnni

@@ -57,14 +57,13 @@ c10::ScalarType hf_compute_dtype(const std::string& name, const HfCheckpoint& ch
 torch::jit::Module load_hf_model(const std::filesystem::path& directory, const std::string& dtype) {
   try {
     const HfCheckpoint checkpoint = read_hf_checkpoint(directory);
-    if (checkpoint.config_json.find("\"quantization\"") != std::string::npos &&
-        nlohmann::json::parse(checkpoint.config_json).contains("quantization"))
+    const TransformerConfig config =
+        parse_transformer_config(checkpoint.config_json, (directory / "config.json").string());
+    if (nlohmann::json::parse(checkpoint.config_json).contains("quantization"))
       throw Error(
           "config.json has \"quantization\": this is a model mlx-lm (or `mcompress quantize`) quantized, whose "
           "layers are packed codes. Recipes and `mcompress benchmark` load floating checkpoints: use the one it was "
           "converted from, or convert it to other bits with `mcompress quantize`");
-    const TransformerConfig config =
-        parse_transformer_config(checkpoint.config_json, (directory / "config.json").string());
     const c10::ScalarType compute_dtype = hf_compute_dtype(dtype, checkpoint);
     std::map<std::string, torch::Tensor> weights;
     for (const auto& [name, entry] : checkpoint.tensors) weights.emplace(name, entry.tensor);
