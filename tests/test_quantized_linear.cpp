@@ -229,7 +229,7 @@ TEST(QuantizedLinearInt8, OneRowOfEveryInstructionSetMatchesItsRoundingAndStaysC
   const auto bias = torch::randn({37});
   for (auto kernel : int8_kernels()) {
     rt::set_kernel_choice(kernel);
-    for (int64_t in_features : {256, 192, 320, 1024}) {
+    for (int64_t in_features : {384, 192, 320, 1024}) {
       const auto weight = torch::randn({37, in_features}) * 0.2;
       for (auto dtype : kScaleTypes) {
         for (int bits : {4, 8}) {

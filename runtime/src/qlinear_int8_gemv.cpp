@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <vector>
 
 namespace mcompress::runtime::kernels::int8_gemv {
@@ -17,28 +18,42 @@ bool supports(int bits, int group_size, int64_t in_features, int chunk_bytes) {
 
 void quantize_activations(const float* x, int64_t in_features, int bits, int group_size, int chunk_bytes,
                           int8_t* codes, float* scales, float* sums, float* centring) {
-  const int64_t chunk = 2 * chunk_bytes;  // 4 bits: elements per chunk
   const int64_t groups = in_features / group_size;
+  const int64_t chunk = 2 * chunk_bytes;  // 4 bits: elements per chunk (a power of two)
   for (int64_t g = 0; g < groups; ++g) {
     const float* xg = x + g * group_size;
-    float largest = 0.0f, sum = 0.0f;
+    // Four partial maxima and sums: independent chains.
+    float largest[4] = {}, partial[4] = {};
+    for (int i = 0; i < group_size; i += 4)
+      for (int k = 0; k < 4; ++k) {
+        largest[k] = std::max(largest[k], std::fabs(xg[i + k]));
+        partial[k] += xg[i + k];
+      }
+    const float top = std::max(std::max(largest[0], largest[1]), std::max(largest[2], largest[3]));
+    // q = round(x * 127 / max|x_g|), half to even as the int8 panel path rounds (lrint); adding
+    // and subtracting 1.5 * 2^23 rounds the same way without a library call.
+    const float inverse = top > 0.0f ? 127.0f / top : 0.0f;
+    int8_t q[128];
+    int32_t code_sum = 0;
     for (int i = 0; i < group_size; ++i) {
-      largest = std::max(largest, std::fabs(xg[i]));
-      sum += xg[i];
+      const float v = std::clamp(xg[i] * inverse, -127.0f, 127.0f);
+      q[i] = int8_t(int((v + 12582912.0f) - 12582912.0f));
+      code_sum += q[i];
     }
-    // q = round(x * 127 / max|x_g|), as the int8 panel path rounds.
-    const float inverse = largest > 0.0f ? 127.0f / largest : 0.0f;
-    int64_t code_sum = 0;
-    for (int i = 0; i < group_size; ++i) {
-      const int64_t e = g * group_size + i;
-      // 4 bits: within each chunk, the even elements first, then the odd ones.
-      const int64_t position = bits == 4 ? (e / chunk) * chunk + (e % 2) * chunk_bytes + (e % chunk) / 2 : e;
-      codes[position] = int8_t(std::lrint(std::clamp(xg[i] * inverse, -127.0f, 127.0f)));
-      code_sum += codes[position];
+    const int64_t first = g * group_size;
+    if (bits == 4) {
+      // Within each chunk, the even elements first, then the odd ones.
+      for (int i = 0; i < group_size; i += 2) {
+        const int64_t e = first + i, within = e & (chunk - 1), at = e - within + within / 2;
+        codes[at] = q[i];
+        codes[at + chunk_bytes] = q[i + 1];
+      }
+    } else {
+      std::memcpy(codes + first, q, size_t(group_size));
     }
-    scales[g] = largest / 127.0f;
-    sums[g] = sum;
-    centring[g] = float(1 << (bits - 1)) * (sum - scales[g] * float(code_sum));
+    scales[g] = top / 127.0f;
+    sums[g] = (partial[0] + partial[1]) + (partial[2] + partial[3]);
+    centring[g] = float(1 << (bits - 1)) * (sums[g] - scales[g] * float(code_sum));
   }
 }
 

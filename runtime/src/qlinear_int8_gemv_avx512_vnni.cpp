@@ -47,10 +47,34 @@ inline void rows_dot512(const uint8_t* const* packed, const int8_t* x, const flo
     }
   } else {
     constexpr int kGroups = kElements / Group;  // 2 or 4 per chunk
+    const int64_t chunks = groups / kGroups;
+    int64_t c = 0;
+    if constexpr (kGroups == 2) {
+      // Two chunks (groups g .. g+3) per step: interleaving their 64-bit lane
+      // pairs and adding leaves 4 lanes per group in one vector, so one
+      // conversion and one multiply-add serve both. Lane i then holds group
+      // g + pair_group[i].
+      const __m512i pair_group = _mm512_set_epi32(3, 3, 1, 1, 3, 3, 1, 1, 2, 2, 0, 0, 2, 2, 0, 0);
+      for (; c + 2 <= chunks; c += 2) {
+        for (int r = 0; r < Rows; ++r) {
+          const uint8_t* at = packed[r] + c * 64;
+          _mm_prefetch(reinterpret_cast<const char*>(at + ahead), _MM_HINT_T0);
+          _mm_prefetch(reinterpret_cast<const char*>(at + 64 + ahead), _MM_HINT_T0);
+          const __m512i first = chunk512<Bits>(_mm512_setzero_si512(), at, x + c * kElements);
+          const __m512i second = chunk512<Bits>(_mm512_setzero_si512(), at + 64, x + (c + 1) * kElements);
+          const __m512i sums =
+              _mm512_add_epi32(_mm512_unpacklo_epi64(first, second), _mm512_unpackhi_epi64(first, second));
+          const __m512 scale = _mm512_permutexvar_ps(
+              pair_group, _mm512_castps128_ps512(_mm_loadu_ps(scaled + r * groups + c * kGroups)));
+          acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sums), scale, acc[r]);
+        }
+      }
+    }
+    // One chunk at a time: lane l (bytes 4l..4l+3) belongs to group l / (16 / kGroups).
     const __m512i lane_group = kGroups == 2
                                    ? _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0)
                                    : _mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0);
-    for (int64_t c = 0; c < groups / kGroups; ++c) {
+    for (; c < chunks; ++c) {
       for (int r = 0; r < Rows; ++r) {
         _mm_prefetch(reinterpret_cast<const char*>(packed[r] + c * 64 + ahead), _MM_HINT_T0);
         const __m512i sums = chunk512<Bits>(_mm512_setzero_si512(), packed[r] + c * 64, x + c * kElements);
