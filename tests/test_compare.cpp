@@ -235,6 +235,96 @@ TEST(Ranking, ConstraintsOrderFeasibleFirstAndNameTheClosestWhenNoneFits) {
       << cmp.recommendation;
 }
 
+// Same-architecture candidates whose latencies differ by timing noise: their
+// interquartile ranges overlap, so they tie and accuracy ranks them.
+mcompress::CandidateResult measured_result(int i, double acc, double latency, double p25, double p75) {
+  mcompress::CandidateResult r;
+  r.index = i;
+  r.name = "c" + std::to_string(i);
+  r.status = "completed";
+  r.metrics = {{"accuracy", acc},          {"latency_b1_median_ms", latency}, {"latency_b1_p25_ms", p25},
+               {"latency_b1_p75_ms", p75}, {"size_bytes", 1e5},                {"size_mb", 1e5 / 1048576}};
+  return r;
+}
+
+TEST(Ranking, LatenciesWithinTheirSpreadTieAndAccuracyRanksThemAndTheReportsSaySo) {
+  mcompress::Objective objective;  // minimize latency_b1_median_ms
+  const auto cmp = mcompress::rank_candidates(
+      "ties", objective,
+      {measured_result(0, 0.860, 0.075, 0.070, 0.082), measured_result(1, 0.867, 0.080, 0.074, 0.086),
+       measured_result(2, 0.850, 0.060, 0.058, 0.062)});
+  ASSERT_EQ(cmp.ranked.size(), 3u);
+  EXPECT_EQ(cmp.ranked[0].result.name, "c2");  // clearly the fastest
+  EXPECT_EQ(cmp.ranked[0].ranked_by, "batch-1 latency");
+  EXPECT_EQ(cmp.ranked[1].result.name, "c1");  // ties with c0 on latency, more accurate
+  EXPECT_EQ(cmp.ranked[1].ranked_by, "accuracy");
+  EXPECT_EQ(cmp.ranked[1].tied_with, (std::vector<std::string>{"c0"}));
+  EXPECT_EQ(cmp.ranked[2].result.name, "c0");
+  const std::string note = "`c1` and `c0` tie on batch-1 latency (intervals overlap), ranked by accuracy.";
+  EXPECT_EQ(cmp.ties, (std::vector<std::string>{note}));
+
+  const auto markdown = mcompress::comparison_markdown(cmp);
+  EXPECT_NE(markdown.find("## Ties within the measured spread\n\n- " + note), std::string::npos) << markdown;
+  EXPECT_NE(markdown.find("| 0.080 [0.074–0.086] ms |"), std::string::npos) << markdown;
+  EXPECT_NE(mcompress::comparison_table(cmp).find(note), std::string::npos);
+  EXPECT_NE(mcompress::comparison_html(cmp).find("<li>`c1` and `c0` tie on batch-1 latency"), std::string::npos);
+  const auto json = mcompress::comparison_json(cmp);
+  EXPECT_EQ(json.at("ties"), nlohmann::json::array({note}));
+  EXPECT_EQ(json.at("candidates")[1].at("ranked_by"), "accuracy");
+  EXPECT_EQ(json.at("candidates")[1].at("objective_interval"), nlohmann::json::array({0.074, 0.086}));
+  EXPECT_EQ(json.at("candidates")[1].at("metrics").at("latency_b1_p75_ms"), 0.086);
+  const auto csv = mcompress::comparison_csv(cmp);
+  EXPECT_NE(csv.find("latency_b1_p25_ms,latency_b1_p75_ms"), std::string::npos) << csv;
+  EXPECT_NE(csv.find(",ranked_by\n"), std::string::npos) << csv;
+}
+
+TEST(Ranking, TheBestCandidatesTieIsNamedInTheRecommendation) {
+  mcompress::Objective objective;
+  const auto cmp = mcompress::rank_candidates(
+      "ties", objective,
+      {measured_result(0, 0.860, 0.075, 0.070, 0.082), measured_result(1, 0.867, 0.080, 0.074, 0.086)});
+  EXPECT_NE(cmp.recommendation.find("Best: `c1`"), std::string::npos) << cmp.recommendation;
+  EXPECT_NE(cmp.recommendation.find("latency_b1_median_ms 0.080 [0.074–0.086] ms"), std::string::npos)
+      << cmp.recommendation;
+  EXPECT_NE(cmp.recommendation.find("It ties with `c0` on batch-1 latency (intervals overlap) and ranks first by "
+                                    "accuracy."),
+            std::string::npos)
+      << cmp.recommendation;
+}
+
+TEST(Ranking, ResultsWithoutASpreadRankByTheirValuesAsBefore) {
+  mcompress::Objective objective;
+  auto plain = [](int i, double acc, double latency) {
+    mcompress::CandidateResult r;
+    r.index = i;
+    r.name = "c" + std::to_string(i);
+    r.status = "completed";
+    r.metrics = {{"accuracy", acc}, {"latency_b1_median_ms", latency}};
+    return r;
+  };
+  const auto cmp = mcompress::rank_candidates("old", objective, {plain(0, 0.9, 0.080), plain(1, 0.8, 0.075)});
+  EXPECT_EQ(cmp.ranked[0].result.name, "c1");
+  EXPECT_TRUE(cmp.ties.empty());
+}
+
+TEST(Ranking, AWeightedScoreCarriesTheLatencySpreadIntoItsInterval) {
+  mcompress::Objective objective;
+  objective.primary = "score";
+  objective.direction = mcompress::Direction::Maximize;
+  objective.score_weights = {{"accuracy", 100}, {"latency_b1_median_ms", -10}};
+  // c1 scores 86.7 - 0.80 = 85.9; its latency's range 0.074-0.086 ms makes
+  // that 85.84-85.96 (c0: 85.18-85.30, clearly lower).
+  const auto cmp = mcompress::rank_candidates(
+      "score", objective,
+      {measured_result(0, 0.860, 0.075, 0.070, 0.082), measured_result(1, 0.867, 0.080, 0.074, 0.086)});
+  EXPECT_EQ(cmp.ranked[0].result.name, "c1");
+  EXPECT_TRUE(cmp.ties.empty());
+  const auto json = mcompress::comparison_json(cmp);
+  const auto interval = json.at("candidates")[0].at("objective_interval");
+  EXPECT_NEAR(interval[0].get<double>(), 86.7 - 0.86, 1e-9);
+  EXPECT_NEAR(interval[1].get<double>(), 86.7 - 0.74, 1e-9);
+}
+
 TEST(Compare, HtmlReportRendersInHeadlessChromium) {
   if (!fs::exists("/usr/bin/chromium")) GTEST_SKIP() << "Debian's chromium is not installed (scripts/install-deps.sh installs it)";
   auto result = [](int i, double acc, double latency, double size) {

@@ -7,7 +7,6 @@
 #include <ATen/Parallel.h>
 
 #include <algorithm>
-#include <chrono>
 #include <cmath>
 #include <functional>
 #include <sstream>
@@ -16,6 +15,7 @@
 
 #include <fmt/format.h>
 
+#include "mcompress/framework/probes/latency_timing.h"
 #include "mcompress/framework/probes/resource_probes.h"
 #include "mcompress/sdk/error.h"
 #include "mcompress/models/evaluate.h"
@@ -48,53 +48,54 @@ torch::Tensor latency_input(const Dataset* eval, const torch::Tensor& example, i
   return cycle_rows(example, batch);
 }
 
-double percentile(std::vector<double> times_ms, double fraction) {
-  std::sort(times_ms.begin(), times_ms.end());
-  // Nearest rank: the smallest value with at least `fraction` of runs at or below it.
-  const auto rank = size_t(std::ceil(fraction * double(times_ms.size())));
-  return times_ms[std::clamp<size_t>(rank, 1, times_ms.size()) - 1];
+// How the recipe's probes warm up: at least `latency_warmup` runs, then until
+// the timings settle.
+WarmupPolicy warmup_of(const ProbeSpec& spec) {
+  WarmupPolicy policy;
+  policy.min_runs = spec.latency_warmup;
+  return policy;
 }
 
-// Milliseconds per forward call over `spec.latency_runs` runs, after warm-up
-// runs that let the profiling executor specialise the graph.
+// Milliseconds per forward call (LatencySummary) after warm-up runs that let
+// the profiling executor specialise the graph and the timings settle.
 // `wait` blocks until the device has finished (GPU calls return early).
-std::vector<double> time_forward(const torch::jit::Module& model, const torch::Tensor& inputs,
-                                 const ProbeSpec& spec, Progress& progress,
-                                 const std::string& label = "latency",
-                                 const std::function<void()>& wait = [] {}) {
+LatencySummary time_forward(const torch::jit::Module& model, const torch::Tensor& inputs,
+                            const ProbeSpec& spec, Progress& progress, const std::string& label = "latency",
+                            const std::function<void()>& wait = [] {}) {
   torch::NoGradGuard no_grad;
   EvalModeGuard eval_mode(model);
-  const int64_t batch = inputs.size(0);
-  progress.start(fmt::format("{} batch {}", label, batch), spec.latency_warmup + spec.latency_runs);
-  for (int i = 0; i < spec.latency_warmup; ++i) {
-    forward_tensor(model, inputs);
-    wait();
-    progress.update(i + 1, "warm-up");
-  }
-  std::vector<double> times_ms;
-  for (int i = 0; i < spec.latency_runs; ++i) {
-    const auto start = std::chrono::steady_clock::now();
-    forward_tensor(model, inputs);
-    wait();
-    const auto stop = std::chrono::steady_clock::now();
-    times_ms.push_back(std::chrono::duration<double, std::milli>(stop - start).count());
-    progress.update(spec.latency_warmup + i + 1, fmt::format("{:.3f} ms", times_ms.back()));
-  }
-  progress.finish(fmt::format("median {:.3f} ms", percentile(times_ms, 0.5)));
-  return times_ms;
+  return time_latency(
+      [&] {
+        forward_tensor(model, inputs);
+        wait();
+      },
+      spec.latency_runs, warmup_of(spec), progress, fmt::format("{} batch {}", label, inputs.size(0)));
+}
+
+// "<prefix>_b<batch>_median_ms" and the rest of the summary: the spread
+// (p25/p75) and how many warm-up runs it took, for every latency recorded.
+void record_latency(Metrics& metrics, const std::string& prefix, int64_t batch, const LatencySummary& latency) {
+  const auto key = [&](const char* what) { return fmt::format("{}_b{}_{}", prefix, batch, what); };
+  metrics[key("median_ms")] = latency.median_ms;
+  metrics[key("p25_ms")] = latency.p25_ms;
+  metrics[key("p75_ms")] = latency.p75_ms;
+  metrics[key("p95_ms")] = latency.p95_ms;
+  metrics[key("warmup_runs")] = latency.warmup_runs;
 }
 
 void probe_latency(const torch::jit::Module& model, const Dataset* eval,
                    const torch::Tensor& example, const ProbeSpec& spec, Progress& progress,
                    Metrics& metrics) {
   if (spec.latency_runs <= 0) return;
+  // How busy the machine was: timings taken on a machine busier than its
+  // cores are not comparable with each other (the report says so).
+  if (const auto load = load_average_1m()) metrics["load_average_1m"] = *load;
   for (int64_t batch : spec.latency_batch_sizes) {
     if (batch <= 0) throw Error(fmt::format("latency batch sizes must be positive, got {}", batch));
-    const auto times = time_forward(model, latency_input(eval, example, batch), spec, progress);
-    metrics[fmt::format("latency_b{}_median_ms", batch)] = percentile(times, 0.5);
-    metrics[fmt::format("latency_b{}_p95_ms", batch)] = percentile(times, 0.95);
-    metrics[fmt::format("latency_b{}_p99_ms", batch)] = percentile(times, 0.99);
-    metrics[fmt::format("throughput_b{}_per_s", batch)] = 1000.0 * batch / percentile(times, 0.5);
+    const auto latency = time_forward(model, latency_input(eval, example, batch), spec, progress);
+    record_latency(metrics, "latency", batch, latency);
+    metrics[fmt::format("latency_b{}_p99_ms", batch)] = latency.p99_ms;
+    metrics[fmt::format("throughput_b{}_per_s", batch)] = 1000.0 * batch / latency.median_ms;
   }
 }
 
@@ -110,10 +111,10 @@ void probe_gpu_latency(const torch::jit::Module& model, const Dataset* eval, con
     on_gpu.to(torch::Device(torch::kCUDA, 0));
     for (int64_t batch : spec.latency_batch_sizes) {
       const auto inputs = latency_input(eval, example, batch).to(torch::Device(torch::kCUDA, 0));
-      const auto times = time_forward(on_gpu, inputs, spec, progress, "GPU latency", [] { torch::cuda::synchronize(); });
-      metrics[fmt::format("gpu_latency_b{}_median_ms", batch)] = percentile(times, 0.5);
-      metrics[fmt::format("gpu_latency_b{}_p95_ms", batch)] = percentile(times, 0.95);
-      metrics[fmt::format("gpu_throughput_b{}_per_s", batch)] = 1000.0 * batch / percentile(times, 0.5);
+      const auto latency =
+          time_forward(on_gpu, inputs, spec, progress, "GPU latency", [] { torch::cuda::synchronize(); });
+      record_latency(metrics, "gpu_latency", batch, latency);
+      metrics[fmt::format("gpu_throughput_b{}_per_s", batch)] = 1000.0 * batch / latency.median_ms;
     }
   } catch (const c10::Error& error) {
     progress.finish(fmt::format("no GPU baseline for this model: {}", error.what_without_backtrace()));

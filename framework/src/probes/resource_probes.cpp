@@ -8,12 +8,14 @@
 #include <fmt/format.h>
 
 #include <algorithm>
-#include <chrono>
+#include <cstdlib>
 #include <fstream>
 #include <thread>
 #include <vector>
 
 #include "mcompress/sdk/error.h"
+#include "mcompress/framework/probes/latency_timing.h"
+#include "mcompress/models/blas_threads.h"
 #include "mcompress/models/evaluate.h"
 
 namespace mcompress {
@@ -31,22 +33,6 @@ double status_mb(const std::string& field) {
 void reset_peak_rss() {
   std::ofstream clear("/proc/self/clear_refs");
   clear << "5";  // resets VmHWM to the current RSS (Linux >= 4.0)
-}
-
-double median_ms(const torch::jit::Module& model, const torch::Tensor& input, int warmup, int runs,
-                 double* p95) {
-  torch::NoGradGuard no_grad;
-  EvalModeGuard eval(model);
-  for (int i = 0; i < warmup; ++i) forward_tensor(model, input);
-  std::vector<double> times;
-  for (int i = 0; i < std::max(1, runs); ++i) {
-    const auto start = std::chrono::steady_clock::now();
-    forward_tensor(model, input);
-    times.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count());
-  }
-  std::sort(times.begin(), times.end());
-  if (p95) *p95 = times[std::min(times.size() - 1, static_cast<size_t>(0.95 * times.size()))];
-  return times[times.size() / 2];
 }
 
 // Applies the edge limits; the destructor restores what was there before.
@@ -74,6 +60,17 @@ class EdgeLimits {
   int threads_;
   cpu_set_t affinity_;
 };
+
+// OpenMP's wait policy is read from the environment when the process starts;
+// its default spins before sleeping, which on a machine busier than its cores
+// makes multi-threaded latency swing (docs/architecture.md "Measuring").
+std::string openmp_wait_policy() {
+  std::string policy;
+  for (const char* name : {"OMP_WAIT_POLICY", "GOMP_SPINCOUNT"}) {
+    if (const char* value = std::getenv(name)) policy += fmt::format("{}{}={}", policy.empty() ? "" : " ", name, value);
+  }
+  return policy.empty() ? "default (threads spin before they sleep)" : policy;
+}
 
 std::string cpu_model() {
   std::ifstream in("/proc/cpuinfo");
@@ -105,10 +102,21 @@ std::map<std::string, double> run_edge_profile(const torch::jit::Module& model,
   EdgeLimits limits(edge);
   progress.start("edge profile", 1);
   std::map<std::string, double> metrics;
-  double p95 = 0.0;
-  metrics["edge_latency_b1_median_ms"] =
-      median_ms(model, example_input, spec.latency_warmup, spec.latency_runs, &p95);
-  metrics["edge_latency_b1_p95_ms"] = p95;
+  LatencySummary latency;
+  {
+    torch::NoGradGuard no_grad;
+    EvalModeGuard eval(model);
+    WarmupPolicy warmup;
+    warmup.min_runs = spec.latency_warmup;
+    NullProgress quiet;  // the edge profile is one step of its own progress task
+    latency = time_latency([&] { forward_tensor(model, example_input); }, spec.latency_runs, warmup, quiet,
+                           "edge latency");
+  }
+  metrics["edge_latency_b1_median_ms"] = latency.median_ms;
+  metrics["edge_latency_b1_p25_ms"] = latency.p25_ms;
+  metrics["edge_latency_b1_p75_ms"] = latency.p75_ms;
+  metrics["edge_latency_b1_p95_ms"] = latency.p95_ms;
+  metrics["edge_latency_b1_warmup_runs"] = latency.warmup_runs;
   const auto memory = measure_inference_memory(model, example_input, 3);
   metrics["edge_peak_rss_mb"] = memory.at("peak_rss_mb");
   metrics["edge_inference_rss_mb"] = memory.at("inference_rss_mb");
@@ -122,7 +130,8 @@ std::map<std::string, double> run_edge_profile(const torch::jit::Module& model,
     metrics["edge_memory_limit_mb"] = edge.memory_mb;
     metrics["edge_fits"] = metrics["edge_required_mb"] <= edge.memory_mb ? 1.0 : 0.0;
   }
-  progress.finish(fmt::format("{:.3f} ms on {} thread(s)", metrics["edge_latency_b1_median_ms"], edge.threads));
+  progress.finish(fmt::format("{} ms on {} thread(s)",
+                              latency_with_spread(latency.median_ms, latency.p25_ms, latency.p75_ms), edge.threads));
   return metrics;
 }
 
@@ -131,6 +140,8 @@ nlohmann::json device_info() {
                          {"cpu", cpu_model()},
                          {"cores", std::thread::hardware_concurrency()},
                          {"threads", at::get_num_threads()},
+                         {"blas_while_timing", blas_is_openblas() ? "OpenBLAS on the calling thread" : "not OpenBLAS: its threads were left as they were"},
+                         {"openmp_wait_policy", openmp_wait_policy()},
                          {"libtorch", TORCH_VERSION}};
   if (torch::cuda::is_available()) {
     info["gpu_baseline"] = fmt::format("available: {} CUDA device(s)", torch::cuda::device_count());

@@ -5,6 +5,9 @@
 #include <algorithm>
 #include <cmath>
 #include <optional>
+#include <thread>
+
+#include "mcompress/framework/probes/latency_timing.h"
 
 namespace mcompress {
 namespace {
@@ -37,6 +40,17 @@ std::string with_ratio(const std::optional<double>& v, const std::optional<doubl
 }
 
 std::string ms(double v) { return fmt::format("{:.3f}", v); }
+
+// A median latency with its interquartile range when the record has one
+// ("0.361 [0.352–0.370] (1.01x)"), so that a ratio can be told from noise.
+std::string latency_cell(const StageOutcome& o, const StageOutcome& base, const std::string& median_key) {
+  const auto median = metric(o, median_key);
+  std::string text = with_ratio(median, metric(base, median_key), ms);
+  const std::string prefix = median_key.substr(0, median_key.size() - std::string("_median_ms").size());
+  const auto p25 = metric(o, prefix + "_p25_ms"), p75 = metric(o, prefix + "_p75_ms");
+  if (!median || !p25 || !p75) return text;
+  return latency_with_spread(*median, *p25, *p75) + text.substr(ms(*median).size());
+}
 std::string per_second(double v) { return fmt::format("{:.1f}", v); }
 
 // The largest latency batch size present, e.g. "latency_b64_median_ms".
@@ -85,11 +99,11 @@ Table build_table(const std::vector<StageOutcome>& outcomes) {
     std::string delta = "-";
     if (acc && base_acc) delta = fmt::format("{:+.2f}", (*acc - *base_acc) * 100);
     std::string large = "-";
-    if (batch_key) large = with_ratio(metric(o, *batch_key), metric(base, *batch_key), ms);
+    if (batch_key) large = latency_cell(o, base, *batch_key);
     t.rows.push_back({
         o.name, o.pass.empty() ? "-" : o.pass, o.status,
         acc ? fmt::format("{:.2f}%", *acc * 100) : "-", delta,
-        with_ratio(metric(o, "latency_b1_median_ms"), metric(base, "latency_b1_median_ms"), ms),
+        latency_cell(o, base, "latency_b1_median_ms"),
         large,
         with_ratio(metric(o, "size_bytes"), metric(base, "size_bytes"), human_bytes),
         with_ratio(metric(o, "params"), metric(base, "params"), human_count),
@@ -108,6 +122,22 @@ Table build_table(const std::vector<StageOutcome>& outcomes) {
           with_ratio(metric(o, "decode_tokens_per_s"), metric(base, "decode_tokens_per_s"), per_second));
   }
   return t;
+}
+
+// Latency timed while other work kept every core busy is not comparable
+// between stages; say which stages that was.
+std::string busy_machine_note(const std::vector<StageOutcome>& outcomes) {
+  const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
+  std::vector<std::string> busy;
+  for (const auto& o : outcomes) {
+    const auto load = metric(o, "load_average_1m");
+    if (load && *load > cores) busy.push_back(fmt::format("{} ({:.1f})", o.name, *load));
+  }
+  if (busy.empty()) return "";
+  return fmt::format(
+      "\nThe machine was busier than its {} cores while these stages were timed (1-minute load average): {}. "
+      "Their latencies are not comparable with each other; time them on a quieter machine.\n",
+      cores, fmt::join(busy, ", "));
 }
 
 // Display width of UTF-8 text (Δ is one column, two bytes).
@@ -173,7 +203,10 @@ std::string summary_markdown(const std::string& title, const std::vector<StageOu
   for (size_t c = 0; c < t.header.size(); ++c) out += "---|";
   out += "\n";
   for (const auto& row : t.rows) out += "| " + fmt::format("{}", fmt::join(row, " | ")) + " |\n";
-  out += "\nDeltas and ratios are relative to the baseline. Latency is the median over timed runs.\n";
+  out += "\nDeltas and ratios are relative to the baseline. Latency is the median over timed runs with "
+         "their interquartile range in brackets, timed after warm-up runs until the timings settled; "
+         "ratios whose ranges overlap the baseline's are within the noise of the measurement.\n";
+  out += busy_machine_note(outcomes);
   bool notes = false;
   for (const auto& o : outcomes) {
     if (o.summary.empty() && o.gate_note.empty() && o.error.empty()) continue;

@@ -5,12 +5,14 @@
 #include <chrono>
 
 #include "mcompress/framework/loader/plugin_host.h"
+#include "mcompress/framework/probes/latency_timing.h"
 #include "mcompress/sdk/error.h"
 #include "mcompress/models/evaluate.h"
 #include "mcompress/models/fidelity.h"
 #include "mcompress/models/module_copy.h"
 #include "mcompress/sdk/pass.h"
 #include "mcompress/pruning/structured_pruning.h"
+#include "strategy/criterion_choice.h"
 
 namespace mcompress {
 namespace {
@@ -19,9 +21,21 @@ struct ProbeResult {
   std::string pass;
   double accuracy = 0.0;
   double agreement = 0.0;
+  std::optional<LatencySummary> latency;  // batch 1, when timed
   double seconds = 0.0;
   std::string skipped;  // why the criterion could not be probed
 };
+
+// Batch-1 latency of a probed copy, timed as the latency probe times it.
+LatencySummary batch1_latency(const torch::jit::Module& model, const Dataset& samples, int runs) {
+  torch::NoGradGuard no_grad;
+  EvalModeGuard eval(model);
+  const auto input = samples.inputs.slice(0, 0, 1).contiguous();
+  WarmupPolicy warmup;
+  warmup.min_runs = 3;
+  NullProgress quiet;
+  return time_latency([&] { forward_tensor(model, input); }, runs, warmup, quiet, "auto_prune latency");
+}
 
 class AutoPrunePass final : public Pass {
  public:
@@ -39,6 +53,9 @@ class AutoPrunePass final : public Pass {
                                           "held-out samples the probed copies are scored on"));
     info_.params.push_back(ParamSpec::Choice("score", "accuracy", {"accuracy", "agreement"},
                                              "rank by held-out accuracy or by top-1 agreement with the unpruned model"));
+    info_.params.push_back(ParamSpec::Int("probe_latency_runs", 20, 0, 100000,
+                                          "timed batch-1 runs of each probed copy; criteria whose scores tie "
+                                          "within their 95% intervals are ranked by this latency (0: not timed)"));
   }
 
   const PassInfo& info() const override { return info_; }
@@ -99,9 +116,9 @@ PassResult AutoPrunePass::run(PassContext& ctx) const {
   NullLogger quiet_log;
   NullProgress quiet;
 
+  const int latency_runs = int(mine.get_int("probe_latency_runs"));
   std::vector<ProbeResult> probes;
-  const Pass* best = nullptr;
-  double best_score = -1.0;
+  std::vector<const Pass*> probed_passes;
   for (const Pass* pass : candidates(mine)) {
     ProbeResult probe;
     probe.pass = pass->info().name;
@@ -117,22 +134,38 @@ PassResult AutoPrunePass::run(PassContext& ctx) const {
       pass->run(trial);
       probe.accuracy = evaluate_accuracy(trial.model, *scoring, 256, quiet);
       probe.agreement = evaluate_fidelity(trial.model, ctx.model, *scoring, 256, quiet).top1_agreement;
+      if (latency_runs > 0) probe.latency = batch1_latency(trial.model, *scoring, latency_runs);
     } catch (const std::exception& e) {
       probe.skipped = e.what();
     }
     probe.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    const std::string latency =
+        probe.latency ? ", batch-1 latency " +
+                            latency_with_spread(probe.latency->median_ms, probe.latency->p25_ms, probe.latency->p75_ms) +
+                            " ms"
+                      : "";
     ctx.log->info(probe.skipped.empty()
-                      ? fmt::format("  probe {}: accuracy {:.2f}%, agreement {:.2f}% ({:.1f} s)", probe.pass,
-                                    probe.accuracy * 100, probe.agreement * 100, probe.seconds)
+                      ? fmt::format("  probe {}: accuracy {:.2f}%, agreement {:.2f}%{} ({:.1f} s)", probe.pass,
+                                    probe.accuracy * 100, probe.agreement * 100, latency, probe.seconds)
                       : fmt::format("  probe {}: failed ({})", probe.pass, probe.skipped));
-    const double score = by_accuracy ? probe.accuracy : probe.agreement;
-    if (probe.skipped.empty() && score > best_score) {
-      best_score = score;
-      best = pass;
-    }
     probes.push_back(probe);
+    probed_passes.push_back(pass);
   }
-  if (!best) throw Error("every pruning criterion failed while probing; see the log");
+
+  std::vector<ProbedCriterion> usable;
+  std::vector<const Pass*> usable_passes;
+  for (size_t i = 0; i < probes.size(); ++i) {
+    const auto& p = probes[i];
+    if (!p.skipped.empty()) continue;
+    ProbedCriterion criterion{p.pass, by_accuracy ? p.accuracy : p.agreement, scoring->size(), std::nullopt};
+    if (p.latency) criterion.latency_ms = Measurement::within(p.latency->median_ms, p.latency->p25_ms, p.latency->p75_ms);
+    usable.push_back(criterion);
+    usable_passes.push_back(probed_passes[i]);
+  }
+  if (usable.empty()) throw Error("every pruning criterion failed while probing; see the log");
+  const CriterionChoice choice =
+      choose_criterion(usable, by_accuracy ? "held-out accuracy" : "held-out agreement with the unpruned model");
+  const Pass* best = usable_passes[choice.chosen];
 
   const Params params = params_for(*best, mine);
   PassContext full = ctx;
@@ -141,21 +174,25 @@ PassResult AutoPrunePass::run(PassContext& ctx) const {
   ctx.model = full.model;
 
   nlohmann::json table = nlohmann::json::array();
-  std::vector<std::string> others;
   for (const auto& p : probes) {
-    table.push_back({{"pass", p.pass}, {"accuracy", p.accuracy}, {"agreement", p.agreement},
-                     {"seconds", p.seconds}, {"failed", p.skipped}});
-    if (p.pass != best->info().name && p.skipped.empty()) {
-      others.push_back(fmt::format("{} {:.2f}%", p.pass, (by_accuracy ? p.accuracy : p.agreement) * 100));
+    nlohmann::json row = {{"pass", p.pass}, {"accuracy", p.accuracy}, {"agreement", p.agreement},
+                          {"seconds", p.seconds}, {"failed", p.skipped}};
+    if (p.skipped.empty()) {
+      const auto interval = fraction_interval(by_accuracy ? p.accuracy : p.agreement, scoring->size());
+      row["score_interval"] = {interval.low, interval.high};
     }
+    if (p.latency) {
+      row["latency_b1_median_ms"] = p.latency->median_ms;
+      row["latency_b1_p25_ms"] = p.latency->p25_ms;
+      row["latency_b1_p75_ms"] = p.latency->p75_ms;
+    }
+    table.push_back(row);
   }
-  const std::string why = fmt::format(
-      "{} had the highest held-out {} after pruning without fine-tuning ({:.2f}% on {} samples{}{})",
-      best->info().name, by_accuracy ? "accuracy" : "agreement with the unpruned model", best_score * 100,
-      scoring->size(), others.empty() ? "" : "; ", fmt::join(others, ", "));
+  const std::string& why = choice.why;
   PassResult out;
   out.summary = fmt::format("chose {}: {}", best->info().name, result.summary);
-  out.stats = {{"chosen", best->info().name}, {"why", why}, {"probes", table}, {"result", result.stats}};
+  out.stats = {{"chosen", best->info().name}, {"why", why},       {"ties", choice.ties},
+               {"probes", table},               {"result", result.stats}};
   ctx.log->info("  " + why);
   return out;
 }

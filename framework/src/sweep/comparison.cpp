@@ -8,8 +8,11 @@
 #include <functional>
 #include <limits>
 #include <optional>
+#include <regex>
 
+#include "mcompress/framework/probes/latency_timing.h"
 #include "mcompress/framework/support/atomic_file.h"
+#include "mcompress/framework/support/ranking_with_ties.h"
 
 namespace mcompress {
 namespace {
@@ -34,16 +37,91 @@ std::string format_metric(const std::string& name, double v) {
   return number(v);
 }
 
-// The objective value: the primary metric or the weighted score.
-std::optional<double> objective_value(const Objective& o, const CandidateResult& r) {
-  if (o.primary != "score") return get(r, o.primary);
-  double score = 0;
+// "latency_b1" for "latency_b1_median_ms": the prefix of its spread's keys.
+std::optional<std::string> latency_prefix(const std::string& metric) {
+  static const std::regex median("((?:edge_|gpu_)?latency_b[0-9]+)_median_ms");
+  std::smatch match;
+  if (!std::regex_match(metric, match, median)) return std::nullopt;
+  return match[1].str();
+}
+
+// A metric with the interval it was measured within: a median latency's
+// interquartile range when the run recorded one, else the value itself.
+std::optional<Measurement> measured(const CandidateResult& r, const std::string& metric) {
+  const auto value = get(r, metric);
+  if (!value) return std::nullopt;
+  if (const auto prefix = latency_prefix(metric)) {
+    const auto p25 = get(r, *prefix + "_p25_ms"), p75 = get(r, *prefix + "_p75_ms");
+    if (p25 && p75 && *p25 <= *value && *value <= *p75) return Measurement::within(*value, *p25, *p75);
+  }
+  return Measurement::exact(*value);
+}
+
+// The objective: the primary metric or the weighted score, whose interval
+// is the weighted sum of its metrics' intervals.
+std::optional<Measurement> objective_measurement(const Objective& o, const CandidateResult& r) {
+  if (o.primary != "score") return measured(r, o.primary);
+  Measurement score = Measurement::exact(0.0);
   for (const auto& [metric, weight] : o.score_weights) {
-    auto v = get(r, metric);
-    if (!v) return std::nullopt;
-    score += weight * *v;
+    const auto m = measured(r, metric);
+    if (!m) return std::nullopt;
+    score.value += weight * m->value;
+    score.low += weight * (weight >= 0 ? m->low : m->high);
+    score.high += weight * (weight >= 0 ? m->high : m->low);
   }
   return score;
+}
+
+// How a ranking criterion reads in a sentence.
+std::string criterion_label(const std::string& metric) {
+  static const std::regex latency("latency_b([0-9]+)_median_ms");
+  std::smatch match;
+  if (std::regex_match(metric, match, latency)) return fmt::format("batch-{} latency", match[1].str());
+  if (metric == "size_bytes" || metric == "size_mb") return "size";
+  if (metric == "score") return "weighted score";
+  return metric;
+}
+
+// What feasible candidates are ranked by: the objective, then accuracy,
+// batch-1 latency and size (those the objective is not).
+struct RankingKey {
+  std::string metric;
+  RankingCriterion criterion;
+};
+std::vector<RankingKey> ranking_keys(const Objective& o) {
+  std::vector<RankingKey> keys{{o.primary, {criterion_label(o.primary), o.direction == Direction::Minimize}}};
+  for (const auto& [metric, lower_is_better] :
+       std::vector<std::pair<std::string, bool>>{{"accuracy", false}, {"latency_b1_median_ms", true}, {"size_bytes", true}}) {
+    if (metric != o.primary) keys.push_back({metric, {criterion_label(metric), lower_is_better}});
+  }
+  return keys;
+}
+
+// Ranks the feasible candidates (given in input order) with ties within the
+// measured spread, and says where there were ties.
+void rank_feasible(const Objective& o, std::vector<RankedCandidate>& feasible, std::vector<std::string>& ties) {
+  const auto keys = ranking_keys(o);
+  std::vector<RankingCriterion> criteria;
+  for (const auto& key : keys) criteria.push_back(key.criterion);
+  std::vector<MeasuredItem> items;
+  std::vector<std::string> names;
+  for (const auto& c : feasible) {
+    MeasuredItem item{objective_measurement(o, c.result)};
+    for (size_t k = 1; k < keys.size(); ++k) item.push_back(measured(c.result, keys[k].metric));
+    items.push_back(std::move(item));
+    names.push_back(c.result.name);
+  }
+  const TiedRanking ranking = rank_with_ties(items, criteria);
+  std::vector<RankedCandidate> ordered;
+  for (const auto& place : ranking.places) {
+    RankedCandidate c = feasible[place.item];
+    c.ranked_by = place.decided_by < criteria.size() ? criteria[place.decided_by].label
+                                                     : criteria.front().label + " (every criterion ties)";
+    for (size_t i : place.tied_with) c.tied_with.push_back(names[i]);
+    ordered.push_back(std::move(c));
+  }
+  feasible = std::move(ordered);
+  ties = tie_notes(ranking, names, criteria);
 }
 
 void check_constraints(const Objective& o, RankedCandidate& c) {
@@ -82,10 +160,18 @@ void mark_front(std::vector<RankedCandidate>& all, const std::string& cost, bool
   }
 }
 
+// A metric for people; a median latency with its interquartile range.
+std::string format_measured(const CandidateResult& r, const std::string& key) {
+  const auto m = measured(r, key);
+  if (!m) return "-";
+  if (m->low == m->high || !latency_prefix(key)) return format_metric(key, m->value);
+  return latency_with_spread(m->value, m->low, m->high) + " ms";
+}
+
 std::string summary_of(const RankedCandidate& c) {
   std::vector<std::string> parts;
   for (const char* key : {"accuracy", "latency_b1_median_ms", "size_mb"}) {
-    if (auto v = get(c.result, key)) parts.push_back(fmt::format("{} {}", key, format_metric(key, *v)));
+    if (get(c.result, key)) parts.push_back(fmt::format("{} {}", key, format_measured(c.result, key)));
   }
   return fmt::format("{}", fmt::join(parts, ", "));
 }
@@ -95,9 +181,16 @@ std::string recommend(const Comparison& cmp) {
   const auto& best = cmp.ranked.front();
   const std::string what = cmp.objective.primary == "score" ? "weighted score" : cmp.objective.primary;
   if (best.feasible) {
-    return fmt::format("Best: `{}` ({} {}; {}){}.", best.result.name, what,
+    std::string tie;
+    if (!best.tied_with.empty()) {
+      std::vector<std::string> others;
+      for (const auto& name : best.tied_with) others.push_back("`" + name + "`");
+      tie = fmt::format(" It ties with {} on {} (intervals overlap) and ranks first by {}.", fmt::join(others, ", "),
+                        criterion_label(cmp.objective.primary), best.ranked_by);
+    }
+    return fmt::format("Best: `{}` ({} {}; {}){}.{}", best.result.name, what,
                        format_metric(cmp.objective.primary, best.objective), summary_of(best),
-                       cmp.objective.constraints.empty() ? "" : ", meeting every constraint");
+                       cmp.objective.constraints.empty() ? "" : ", meeting every constraint", tie);
   }
   if (best.result.status != "completed") return "No candidate completed.";
   return fmt::format("No candidate meets every constraint. Closest: `{}` ({}), which misses: {}.",
@@ -123,7 +216,7 @@ std::vector<Column> columns() {
       {"Meets", [](const RankedCandidate& c) { return c.feasible ? std::string("yes") : std::string("no"); }},
       {"Accuracy", metric_cell("accuracy")},
       {"Δ acc", metric_cell("accuracy_drop")},
-      {"Latency b1", metric_cell("latency_b1_median_ms")},
+      {"Latency b1", [](const RankedCandidate& c) { return format_measured(c.result, "latency_b1_median_ms"); }},
       {"Size", metric_cell("size_mb")},
       {"Params", metric_cell("params")},
       {"MACs", metric_cell("macs")},
@@ -265,28 +358,29 @@ CandidateResult result_from_report(const Candidate& candidate, const nlohmann::j
 
 Comparison rank_candidates(const std::string& title, const Objective& objective,
                            std::vector<CandidateResult> results) {
-  Comparison cmp{title, objective, {}, ""};
+  Comparison cmp{title, objective, {}, "", {}};
+  std::vector<RankedCandidate> feasible, others;
   for (auto& r : results) {
     RankedCandidate c;
     c.result = std::move(r);
     check_constraints(objective, c);
-    const auto value = objective_value(objective, c.result);
+    const auto value = objective_measurement(objective, c.result);
     if (!value) c.violations.push_back(objective.primary + " not measured");
-    c.objective = value.value_or(0.0);
+    c.objective = value ? value->value : 0.0;
     c.feasible = c.result.status == "completed" && c.violations.empty();
-    cmp.ranked.push_back(std::move(c));
+    (c.feasible ? feasible : others).push_back(std::move(c));
   }
-  mark_front(cmp.ranked, "latency_b1_median_ms", &RankedCandidate::pareto_latency);
-  mark_front(cmp.ranked, "size_bytes", &RankedCandidate::pareto_size);
-  const bool minimize = objective.direction == Direction::Minimize;
-  std::stable_sort(cmp.ranked.begin(), cmp.ranked.end(), [&](const RankedCandidate& a, const RankedCandidate& b) {
+  rank_feasible(objective, feasible, cmp.ties);
+  std::stable_sort(others.begin(), others.end(), [](const RankedCandidate& a, const RankedCandidate& b) {
     const bool done_a = a.result.status == "completed", done_b = b.result.status == "completed";
-    if (a.feasible != b.feasible) return a.feasible;
     if (done_a != done_b) return done_a;
-    if (a.feasible) return minimize ? a.objective < b.objective : a.objective > b.objective;
     if (a.shortfall != b.shortfall) return a.shortfall < b.shortfall;
     return a.result.index < b.result.index;
   });
+  cmp.ranked = std::move(feasible);
+  for (auto& c : others) cmp.ranked.push_back(std::move(c));
+  mark_front(cmp.ranked, "latency_b1_median_ms", &RankedCandidate::pareto_latency);
+  mark_front(cmp.ranked, "size_bytes", &RankedCandidate::pareto_size);
   for (size_t i = 0; i < cmp.ranked.size(); ++i) cmp.ranked[i].rank = static_cast<int>(i + 1);
   cmp.recommendation = recommend(cmp);
   return cmp;
@@ -316,7 +410,9 @@ std::string comparison_table(const Comparison& cmp) {
   for (const auto& col : cols) headers.push_back(col.header);
   std::string out = line(headers);
   for (const auto& row : rows) out += line(row);
-  return out + "\n" + cmp.recommendation + "\n";
+  out += "\n" + cmp.recommendation + "\n";
+  for (const auto& tie : cmp.ties) out += tie + "\n";
+  return out;
 }
 
 std::string comparison_markdown(const Comparison& cmp) {
@@ -330,6 +426,12 @@ std::string comparison_markdown(const Comparison& cmp) {
     out += "|";
     for (const auto& col : cols) out += " " + col.cell(c) + " |";
     out += "\n";
+  }
+  out += "\nLatency: median [interquartile range] of the timed runs. Candidates whose intervals overlap on the "
+         "objective are ties, ranked by the next criterion (accuracy, batch-1 latency, size).\n";
+  if (!cmp.ties.empty()) {
+    out += "\n## Ties within the measured spread\n\n";
+    for (const auto& tie : cmp.ties) out += "- " + tie + "\n";
   }
   bool header = false;
   for (const auto& c : cmp.ranked) {
@@ -352,7 +454,7 @@ std::string comparison_csv(const Comparison& cmp) {
   std::sort(metric_names.begin(), metric_names.end());
   std::string out = "rank,index,name,status,feasible,objective,pareto_latency,pareto_size";
   for (const auto& m : metric_names) out += "," + m;
-  out += ",violations,error\n";
+  out += ",violations,error,ranked_by\n";
   for (const auto& c : cmp.ranked) {
     out += fmt::format("{},{},{},{},{},{},{},{}", c.rank, c.result.index, csv_field(c.result.name), c.result.status,
                        c.feasible, c.objective, c.pareto_latency, c.pareto_size);
@@ -360,7 +462,8 @@ std::string comparison_csv(const Comparison& cmp) {
       auto v = get(c.result, m);
       out += "," + (v ? fmt::format("{}", *v) : std::string());
     }
-    out += "," + csv_field(fmt::format("{}", fmt::join(c.violations, "; "))) + "," + csv_field(c.result.error) + "\n";
+    out += "," + csv_field(fmt::format("{}", fmt::join(c.violations, "; "))) + "," + csv_field(c.result.error) + "," +
+           csv_field(c.ranked_by) + "\n";
   }
   return out;
 }
@@ -375,6 +478,9 @@ nlohmann::json comparison_json(const Comparison& cmp) {
     j["violations"] = c.violations;
     j["pareto_latency"] = c.pareto_latency;
     j["pareto_size"] = c.pareto_size;
+    if (const auto m = objective_measurement(cmp.objective, c.result)) j["objective_interval"] = {m->low, m->high};
+    if (!c.ranked_by.empty()) j["ranked_by"] = c.ranked_by;
+    j["tied_with"] = c.tied_with;
     ranked.push_back(j);
   }
   nlohmann::json constraints = nlohmann::json::array();
@@ -389,6 +495,7 @@ nlohmann::json comparison_json(const Comparison& cmp) {
             {"score_weights", cmp.objective.score_weights},
             {"constraints", constraints}}},
           {"recommendation", cmp.recommendation},
+          {"ties", cmp.ties},
           {"best", cmp.ranked.empty() || !cmp.ranked.front().feasible ? nlohmann::json() : nlohmann::json(cmp.ranked.front().result.name)},
           {"candidates", ranked}};
 }
@@ -401,6 +508,11 @@ std::string comparison_html(const Comparison& cmp) {
       "tr.pareto{{background:#fff2f0}}.plots{{display:flex;flex-wrap:wrap;gap:24px}}"
       "</style></head><body>\n<h1>{0}</h1>\n<p id=\"recommendation\">{1}</p>\n",
       escape_html(cmp.title), escape_html(cmp.recommendation));
+  if (!cmp.ties.empty()) {
+    html += "<ul id=\"ties\">\n";
+    for (const auto& tie : cmp.ties) html += "<li>" + escape_html(tie) + "</li>\n";
+    html += "</ul>\n";
+  }
   html += "<div class=\"plots\">\n<figure>" +
           scatter_svg(cmp, "latency_b1_median_ms", "latency, batch 1 (ms)", &RankedCandidate::pareto_latency) +
           "<figcaption>Accuracy vs latency; red: Pareto front</figcaption></figure>\n<figure>" +

@@ -30,7 +30,7 @@ const std::vector<std::string> kObjectiveKeys{"reference", "constraints", "minim
 // Metrics a candidate is ranked by (computed in comparison.cpp).
 bool is_rankable_metric(const std::string& name) {
   static const std::regex pattern(
-      "accuracy|accuracy_drop|params|macs|size_bytes|size_mb|latency_b[0-9]+_(median|p95)_ms|"
+      "accuracy|accuracy_drop|params|macs|size_bytes|size_mb|latency_b[0-9]+_(median|p25|p75|p95)_ms|"
       // language models (the perplexity and generation probes)
       "perplexity|cross_entropy|bits_per_token|bits_per_char|next_token_accuracy|"
       "decode_tokens_per_s|prefill_tokens_per_s|time_to_first_token_ms");
@@ -38,7 +38,8 @@ bool is_rankable_metric(const std::string& name) {
 }
 
 const char* kMetricHelp =
-    "accuracy, accuracy_drop, latency_b<N>_median_ms, latency_b<N>_p95_ms, size_mb, size_bytes, "
+    "accuracy, accuracy_drop, latency_b<N>_median_ms, latency_b<N>_p25_ms, latency_b<N>_p75_ms, "
+    "latency_b<N>_p95_ms, size_mb, size_bytes, "
     "params, macs, or for language models perplexity, cross_entropy, bits_per_token, bits_per_char, "
     "next_token_accuracy, decode_tokens_per_s, prefill_tokens_per_s or time_to_first_token_ms";
 

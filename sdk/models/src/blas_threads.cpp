@@ -1,4 +1,4 @@
-#include "blas_threads.h"
+#include "mcompress/models/blas_threads.h"
 
 #include <dlfcn.h>
 
@@ -29,5 +29,7 @@ ScopedBlasThreads::ScopedBlasThreads(int threads) {
 ScopedBlasThreads::~ScopedBlasThreads() {
   if (previous_ > 0) set_threads()(previous_);
 }
+
+bool blas_is_openblas() { return set_threads() && get_threads(); }
 
 }  // namespace mcompress

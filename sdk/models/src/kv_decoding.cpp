@@ -10,8 +10,8 @@
 #include <numeric>
 #include <optional>
 
-#include "blas_threads.h"
 #include "gemv_kernels.h"
+#include "mcompress/models/blas_threads.h"
 #include "mcompress/models/causal_lm.h"
 #include "mcompress/models/quantized_layer.h"
 #include "mcompress/sdk/error.h"

@@ -22,8 +22,12 @@ using Metrics = std::map<std::string, double>;
 // set (accuracy is then skipped). `reference` (the original model) is what the
 // `fidelity` probe compares with ("fidelity_top1_agreement",
 // "fidelity_mean_kl"). `memory` adds "peak_rss_mb" and "inference_rss_mb" at
-// the largest latency batch size; `latency` also "latency_b<N>_p99_ms" and
-// "throughput_b<N>_per_s"; `spec.edge` adds the edge profile (resource_probes.h).
+// the largest latency batch size; `latency` also the spread of every latency
+// ("latency_b<N>_p25_ms", "_p75_ms": the interquartile range), "_p99_ms",
+// "_warmup_runs" (warm-up runs until the timings settled),
+// "throughput_b<N>_per_s" and "load_average_1m" (the machine's, when timing
+// began), timed with OpenBLAS on the calling thread (latency_timing.h);
+// `spec.edge` adds the edge profile (resource_probes.h).
 // Uses the current intra-op thread count.
 Metrics run_probes(const torch::jit::Module& model, const Dataset* eval,
                    const torch::Tensor& example_input, const ProbeSpec& spec, Progress& progress,

@@ -1,6 +1,12 @@
 #pragma once
 // Results of a sweep's candidates, ranked by the sweep's objective, with the
 // Pareto fronts over accuracy vs latency and accuracy vs size. Torch-free.
+//
+// Latencies are measured with a spread (the interquartile range of the timed
+// runs, latency_b<N>_p25_ms/_p75_ms): candidates whose intervals overlap on
+// the objective tie, and the next criterion (accuracy, then batch-1 latency,
+// then size, whichever the objective is not) ranks them
+// (support/ranking_with_ties.h). The comparison says so.
 #include <map>
 #include <string>
 #include <vector>
@@ -40,6 +46,10 @@ struct RankedCandidate {
   bool pareto_latency = false;          // on the accuracy-vs-latency front
   bool pareto_size = false;             // on the accuracy-vs-size front
   int rank = 0;                         // 1 = best
+  // Among feasible candidates: the criterion that placed this one ("batch-1
+  // latency", "accuracy", ...), and those it tied with on the objective.
+  std::string ranked_by;
+  std::vector<std::string> tied_with;
 };
 
 struct Comparison {
@@ -47,6 +57,7 @@ struct Comparison {
   Objective objective;
   std::vector<RankedCandidate> ranked;  // best first: feasible by objective, then closest
   std::string recommendation;           // one paragraph for people
+  std::vector<std::string> ties;        // "`a` and `b` tie on batch-1 latency (intervals overlap), ranked by accuracy."
 };
 
 Comparison rank_candidates(const std::string& title, const Objective& objective,
