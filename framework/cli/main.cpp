@@ -3,6 +3,7 @@
 //   mcompress run --resume DIR
 //   mcompress runs list | show RUN | diff RUN_A RUN_B
 //   mcompress plugins | explain PASS | zoo | version | benchmark MODEL | quantize MODEL --bits B
+//   mcompress compress MODEL.pt --target-ratio R --max-accuracy-loss L
 #include <c10/util/Exception.h>
 
 #include <boost/program_options.hpp>
@@ -25,6 +26,7 @@ commands:
   run RECIPE.yaml   validate and run a recipe   (mcompress run --help)
   run --resume DIR  continue an interrupted run from its last completed stage
   compare SWEEP.yaml  run, rank and report many candidate pipelines (mcompress compare --help)
+  compress MODEL.pt  find the fastest model R times smaller losing at most L accuracy (--help)
   report DIR...     merge and rank the results of sweep directories (e.g. shards)
   runs list|show|diff  query the runs tracked in the MLflow store (mcompress runs --help)
   plugins           list loaded plugins, their passes, and refused libraries
@@ -61,6 +63,7 @@ int main(int argc, char** argv) {
     if (command == "benchmark") return command_benchmark(args);
     if (command == "export") return command_export(args);
     if (command == "quantize") return command_quantize(args);
+    if (command == "compress") return command_compress(args);
     if (command == "zoo") return command_zoo();
     if (command == "stage-exec") return command_stage_exec(args);
     if (command == "version" || command == "--version") return command_version();

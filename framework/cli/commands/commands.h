@@ -15,6 +15,7 @@ int command_explain(const std::vector<std::string>& args);
 int command_benchmark(const std::vector<std::string>& args);
 int command_export(const std::vector<std::string>& args);
 int command_quantize(const std::vector<std::string>& args);
+int command_compress(const std::vector<std::string>& args);
 int command_stage_exec(const std::vector<std::string>& args);
 int command_zoo();
 int command_version();
