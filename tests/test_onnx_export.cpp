@@ -9,9 +9,14 @@
 // Models: the zoo's mlp, cnn and resnet, an optimize_for_cpu_inference
 // output (frozen, channels-last), a pruned torchvision ResNet-18, and
 // torchvision's ResNet-18, MobileNetV2 and EfficientNet-B0 (random weights,
-// 10 classes). A missing reference (node, onnxruntime-node, python3-onnx)
-// skips the tests that need it, saying what to install.
+// 10 classes). int8 models (int8_quant's quantize_static_int8: the zoo CNN
+// trained briefly on real Fashion-MNIST, torchvision's ResNet-18) export as
+// QDQ and must agree with LibTorch's int8 forward within int8 rounding.
+// A missing reference (node, onnxruntime-node, python3-onnx) skips the
+// tests that need it, saying what to install.
 #include <gtest/gtest.h>
+#include <torch/csrc/jit/frontend/resolver.h>
+#include <torch/csrc/jit/frontend/sugared_value.h>
 #include <torch/script.h>
 
 #include <fmt/format.h>
@@ -23,12 +28,15 @@
 
 #include "mcompress/formats/onnx_export.h"
 #include "mcompress/formats/onnx_model.h"
+#include "mcompress/framework/sources/fashion_mnist.h"
 #include "mcompress/framework/sources/zoo.h"
 #include "mcompress/models/inference_optimization.h"
 #include "mcompress/pruning/channel_pruning.h"
 #include "mcompress/pruning/dependency_graph.h"
 #include "mcompress/pruning/pruning_allocation.h"
+#include "mcompress/quantization/static_int8.h"
 #include "mcompress/sdk/error.h"
+#include "mcompress/training/trainer.h"
 #include "test_support.h"
 #include "torchvision_models.h"
 
@@ -107,14 +115,16 @@ at::Tensor read_floats(const fs::path& path, const std::vector<int64_t>& dims) {
   return out;
 }
 
-at::Tensor run_onnx_runtime(const fs::path& model, const at::Tensor& input) {
+// `optimized`: where ONNX Runtime writes the graph it ran after its fusions.
+at::Tensor run_onnx_runtime(const fs::path& model, const at::Tensor& input, const fs::path& optimized = {}) {
   const fs::path dir = model.parent_path();
   const fs::path input_file = dir / "input.f32";
   const fs::path output_file = dir / "output.f32";
   write_floats(input_file, input);
   const std::string dims = fmt::format("{}", fmt::join(input.sizes(), ","));
   const auto result = run_command("node " + quoted(kJsDir / "onnx_runtime_reference.mjs") + " " + quoted(model) + " " +
-                                  quoted(input_file) + " " + dims + " " + quoted(output_file));
+                                  quoted(input_file) + " " + dims + " " + quoted(output_file) +
+                                  (optimized.empty() ? "" : " " + quoted(optimized)));
   if (result.exit_code != 0) throw std::runtime_error("onnx_runtime_reference.mjs failed: " + result.output);
   const json printed = json::parse(result.output.substr(result.output.find('{')));
   return read_floats(output_file, printed["outputs"][0]["dims"].get<std::vector<int64_t>>());
@@ -243,6 +253,173 @@ TEST(OnnxExport, PrunedTorchvisionResnet18) {
   expect_matches_libtorch(model, {1, 3, 64, 64}, "resnet18-pruned");
 }
 
+// ------------------------------------------------------------- int8 (QDQ)
+
+// What onnx itself reads in a file: nodes by op type, initializers by element type.
+json onnx_file_contents(const fs::path& file) {
+  const auto result = run_command(
+      std::string(MCOMPRESS_PYTHON) +
+      " -c \"import onnx, sys, json, collections; m = onnx.load(sys.argv[1]); print(json.dumps({"
+      "'ops': collections.Counter(n.op_type for n in m.graph.node), 'initializers': collections.Counter("
+      "onnx.TensorProto.DataType.Name(t.data_type) for t in m.graph.initializer)}))\" " +
+      quoted(file));
+  EXPECT_EQ(result.exit_code, 0) << result.output;
+  return json::parse(result.output);
+}
+
+int64_t count(const json& counts, const std::string& key) { return counts.value(key, int64_t{0}); }
+
+// The output's quantization step: LibTorch's int8 outputs are multiples of
+// it (from the zero point), so it is the smallest gap between two of them.
+double output_step(const at::Tensor& int8_output) {
+  const at::Tensor values = std::get<0>(at::_unique(int8_output.flatten(), /*sorted=*/true));
+  const at::Tensor gaps = values.slice(0, 1) - values.slice(0, 0, -1);
+  return gaps.min().item<double>();
+}
+
+struct Int8Agreement {
+  double top1 = 0;        // share of inputs whose largest output is the same
+  double max_steps = 0;   // largest |ORT - LibTorch| in output quantization steps
+  double mean_steps = 0;  // mean |ORT - LibTorch| in output quantization steps
+};
+
+// Saves and loads `int8` (as `mcompress export onnx` gets it), exports it at
+// `input_shape`, checks the file's QDQ form, runs `inputs` in ONNX Runtime
+// and compares with LibTorch's int8 forward.
+Int8Agreement export_int8_and_compare(const torch::jit::Module& int8, const at::Tensor& inputs,
+                                      const std::vector<int64_t>& input_shape, int64_t layers,
+                                      const std::string& label) {
+  TempDir dir("onnx-" + label);
+  const fs::path saved = dir.path() / (label + ".pt");
+  int8.save(saved.string());
+  torch::jit::Module model = torch::jit::load(saved.string());
+  const fs::path file = dir.path() / (label + ".onnx");
+  OnnxExportOptions options;
+  options.input_shape = input_shape;
+  const OnnxExportSummary summary = export_onnx(model, file, options);
+  expect_onnx_checker_accepts(file);
+
+  // Activations through QuantizeLinear/DequantizeLinear pairs; weights int8, biases int32.
+  const json contents = onnx_file_contents(file);
+  EXPECT_GT(count(contents["ops"], "QuantizeLinear"), layers) << contents.dump();
+  EXPECT_GT(count(contents["ops"], "DequantizeLinear"), 2 * layers) << contents.dump();
+  EXPECT_EQ(count(contents["initializers"], "INT8"), 2 * layers) << contents.dump();  // weights and their zero points
+  EXPECT_GE(count(contents["initializers"], "INT32"), layers) << contents.dump();  // biases (and their zero points)
+
+  const at::Tensor expected = libtorch_forward(model, inputs);
+  const fs::path optimized = dir.path() / "optimized.onnx";
+  const at::Tensor actual = run_onnx_runtime(file, inputs, optimized);
+  EXPECT_EQ(actual.sizes(), expected.sizes()) << label;
+  if (actual.sizes() != expected.sizes()) return {};
+  const double step = output_step(expected);
+  Int8Agreement agreement;
+  agreement.top1 = actual.argmax(1).eq(expected.argmax(1)).to(at::kDouble).mean().item<double>();
+  agreement.max_steps = (actual - expected).abs().max().item<double>() / step;
+  agreement.mean_steps = (actual - expected).abs().mean().item<double>() / step;
+  const json fused = onnx_file_contents(optimized)["ops"];
+  std::cout << fmt::format(
+      "[{}] {} nodes ({} QuantizeLinear, {} DequantizeLinear), {:.2f} MB; {} inputs: top-1 agreement {:.4f}, "
+      "max |ORT - LibTorch| {:.3g} = {:.2f} output steps of {:.3g} (mean {:.2f} steps; max |y| {:.3g}); ONNX Runtime "
+      "ran {}\n",
+      label, summary.nodes, count(contents["ops"], "QuantizeLinear"), count(contents["ops"], "DequantizeLinear"),
+      summary.bytes / 1e6, inputs.size(0), agreement.top1, agreement.max_steps * step, agreement.max_steps, step,
+      agreement.mean_steps, expected.abs().max().item<double>(), fused.dump());
+  return agreement;
+}
+
+// The zoo CNN, trained for one epoch on 6,000 real Fashion-MNIST images, to int8 as int8_quant does it.
+TEST(OnnxExportInt8, ZooCnnExportsAsQdqAndAgreesWithLibTorch) {
+  std::string why;
+  if (!onnx_runtime_available(why)) GTEST_SKIP() << why;
+  if (!onnx_checker_available(why)) GTEST_SKIP() << why;
+  torch::manual_seed(0);
+  const DatasetPtr train = load_fashion_mnist(MCOMPRESS_FASHION_MNIST_DIR, Split::Train, 6000);
+  const DatasetPtr test = load_fashion_mnist(MCOMPRESS_FASHION_MNIST_DIR, Split::Test, 64);
+  torch::jit::Module model = zoo("cnn");
+  TrainOptions training;
+  training.learning_rate = 0.05;
+  training.keep_best = false;
+  NullProgress progress;
+  NullLogger log;
+  train_model(model, *train, nullptr, training, cross_entropy_loss(), progress, log);
+  model.eval();
+  std::vector<at::Tensor> calibration;
+  for (int64_t i = 0; i < 8; ++i) calibration.push_back(train->inputs.narrow(0, i * 32, 32));
+  const StaticInt8Model int8 = quantize_static_int8(model, calibration);
+  ASSERT_EQ(int8.quantize_calls, 1);  // everything between input and output in int8
+
+  const Int8Agreement agreement = export_int8_and_compare(int8.model, test->inputs, {1, 1, 28, 28}, 4, "zoo-cnn-int8");
+  EXPECT_GE(agreement.top1, 0.98);
+  // ONNX Runtime and oneDNN may round a value the other way: a step there grows by a few steps at the output.
+  EXPECT_LE(agreement.max_steps, 4.0);
+
+  // The command line exports the saved int8 model too, and says what it wrote.
+  TempDir dir("onnx-int8-cli");
+  const fs::path saved = dir.path() / "int8.pt";
+  int8.model.save(saved.string());
+  const auto result = run_command(std::string(MCOMPRESS_CLI) + " export onnx " + quoted(saved) +
+                                  " --input-shape 1,1,28,28 --json --out " + quoted(dir.path() / "int8.onnx"));
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  const json summary = json::parse(result.output);
+  EXPECT_EQ(summary["nodes_by_op"]["Conv"], 2);
+  EXPECT_EQ(summary["nodes_by_op"]["Gemm"], 2);
+  EXPECT_GT(summary["nodes_by_op"]["QuantizeLinear"].get<int64_t>(), 4);
+}
+
+// torchvision's ResNet-18 (random weights, BatchNorm statistics of random
+// batches) to int8: residual quantized::add_relu, 21 layers.
+TEST(OnnxExportInt8, TorchvisionResnet18ExportsAsQdqAndAgreesWithLibTorch) {
+  std::string why;
+  if (!onnx_runtime_available(why)) GTEST_SKIP() << why;
+  if (!onnx_checker_available(why)) GTEST_SKIP() << why;
+  const at::Tensor calibration = at::randn({8, 3, 64, 64}, at::detail::createCPUGenerator(11));
+  const StaticInt8Model int8 =
+      quantize_static_int8(torchvision("resnet18"), {calibration.narrow(0, 0, 4), calibration.narrow(0, 4, 4)});
+  ASSERT_EQ(int8.quantize_calls, 1);
+  const at::Tensor inputs = at::randn({16, 3, 64, 64}, at::detail::createCPUGenerator(12));
+  const Int8Agreement agreement = export_int8_and_compare(int8.model, inputs, {1, 3, 64, 64}, 21, "resnet18-int8");
+  // One rounding step apart early grows through 20 random-weight layers:
+  // ONNX Runtime's own fused int8 kernels and its unfused QDQ reference
+  // (graph optimizations off) differ by up to 5 output steps here, 1.6 on
+  // average; LibTorch (measured: 10 steps, mean 1.9) must not be further off.
+  EXPECT_GE(agreement.top1, 14.0 / 16);
+  EXPECT_LE(agreement.mean_steps, 3.0);
+  EXPECT_LE(agreement.max_steps, 16.0);
+}
+
+// MobileNetV2: depthwise convolutions, ReLU6 fused into them, residual adds.
+TEST(OnnxExportInt8, TorchvisionMobilenetV2ExportsAsQdqAndAgreesWithLibTorch) {
+  std::string why;
+  if (!onnx_runtime_available(why)) GTEST_SKIP() << why;
+  if (!onnx_checker_available(why)) GTEST_SKIP() << why;
+  const at::Tensor calibration = at::randn({8, 3, 64, 64}, at::detail::createCPUGenerator(11));
+  const StaticInt8Model int8 =
+      quantize_static_int8(torchvision("mobilenet_v2"), {calibration.narrow(0, 0, 4), calibration.narrow(0, 4, 4)});
+  ASSERT_EQ(int8.quantize_calls, 1);
+  const at::Tensor inputs = at::randn({16, 3, 64, 64}, at::detail::createCPUGenerator(12));
+  const Int8Agreement agreement = export_int8_and_compare(int8.model, inputs, {1, 3, 64, 64}, 53, "mobilenet_v2-int8");
+  EXPECT_GE(agreement.top1, 14.0 / 16);  // measured: 16 of 16, 2 steps at most, 0.5 on average
+  EXPECT_LE(agreement.mean_steps, 2.0);
+  EXPECT_LE(agreement.max_steps, 8.0);
+}
+
+// A layer int8_quant kept in float (`ignore`): a float Conv between the
+// input and the first QuantizeLinear.
+TEST(OnnxExportInt8, LayerKeptInFloatStaysAFloatConv) {
+  std::string why;
+  if (!onnx_runtime_available(why)) GTEST_SKIP() << why;
+  if (!onnx_checker_available(why)) GTEST_SKIP() << why;
+  StaticInt8Options options;
+  options.ignore = {"conv1"};
+  const StaticInt8Model int8 =
+      quantize_static_int8(zoo("cnn"), {at::randn({32, 1, 28, 28}, at::detail::createCPUGenerator(5))}, options);
+  ASSERT_FALSE(int8.layers[0].quantized);
+  const at::Tensor inputs = at::randn({16, 1, 28, 28}, at::detail::createCPUGenerator(6));
+  const Int8Agreement agreement = export_int8_and_compare(int8.model, inputs, {1, 1, 28, 28}, 3, "zoo-cnn-partly-int8");
+  EXPECT_GE(agreement.top1, 0.98);
+  EXPECT_LE(agreement.max_steps, 4.0);
+}
+
 // ------------------------------------------------------------- refusals
 
 torch::jit::Module module_with_forward(const std::string& source) {
@@ -267,6 +444,33 @@ def forward(self, x):
   EXPECT_TRUE(contains(message, ":4:")) << message;  // the source line of the op
   EXPECT_TRUE(contains(message, "docs/onnx.md")) << message;
   EXPECT_TRUE(fs::is_empty(dir.path())) << "a refused export left files behind";
+}
+
+// Source that calls LibTorch's quantized ops as `quantized.<op>`, as int8_quant's generated forward does.
+struct QuantizedOpsResolver final : torch::jit::Resolver {
+  std::shared_ptr<torch::jit::SugaredValue> resolveValue(const std::string& name, torch::jit::GraphFunction& function,
+                                                         const torch::jit::SourceRange& location) override {
+    if (name == "quantized") return std::make_shared<torch::jit::BuiltinModule>("quantized");
+    return torch::jit::nativeResolver()->resolveValue(name, function, location);
+  }
+  c10::TypePtr resolveType(const std::string& name, const torch::jit::SourceRange& location) override {
+    return torch::jit::nativeResolver()->resolveType(name, location);
+  }
+};
+
+TEST(OnnxExport, UnsupportedQuantizedOpSaysWhatExports) {
+  OnnxExportOptions options;
+  options.input_shape = {1, 4};
+  torch::jit::Module m("__torch__.OnnxTestQuantizedModel");
+  m.define(R"(
+def forward(self, x):
+    q = torch.quantize_per_tensor(x, 0.1, 128, 13)
+    return torch.dequantize(quantized.mul(q, q, 0.1, 128))
+)",
+           std::make_shared<QuantizedOpsResolver>());
+  const std::string message = error_of([&] { torchscript_to_onnx(m, options); });
+  EXPECT_TRUE(contains(message, "quantized::mul")) << message;
+  EXPECT_TRUE(contains(message, "ignore")) << message;  // what to do: keep that layer in float
 }
 
 TEST(OnnxExport, RefusesWhatOnnxCannotExpress) {

@@ -1,7 +1,7 @@
 // `mcompress export gguf CHECKPOINT_DIR --type q8_0 --out FILE.gguf`: a
 // Hugging Face checkpoint as one GGUF file llama.cpp runs.
 // `mcompress export onnx MODEL.pt --input-shape 1,1,28,28 --out FILE.onnx`:
-// a TorchScript image model as a float32 ONNX file (docs/onnx.md).
+// a TorchScript image model as an ONNX file, float32 or int8 as QDQ (docs/onnx.md).
 #include "cli_support.h"
 #include "commands/commands.h"
 
@@ -181,7 +181,8 @@ int export_onnx_command(const std::vector<std::string>& args) {
   po::options_description desc(
       "mcompress export onnx MODEL.pt [--input-shape 1,1,28,28] [--out FILE.onnx] [options]\n"
       "Writes a TorchScript image model (zoo CNNs, pruned or optimized models, torchvision CNNs) as a float32\n"
-      "ONNX file (opset 13) for ONNX Runtime and other ONNX consumers. The model is frozen in eval mode\n"
+      "ONNX file (opset 13) for ONNX Runtime and other ONNX consumers; int8_quant's int8 models as\n"
+      "QuantizeLinear/DequantizeLinear pairs, which ONNX Runtime runs with its int8 kernels. The model is frozen in eval mode\n"
       "(BatchNorm folded) and specialised to the input shape; the batch dimension stays dynamic.\n"
       "docs/onnx.md lists the supported ops");
   desc.add_options()("model", po::value(&o.model), "the TorchScript model file")(
@@ -258,9 +259,12 @@ int export_onnx_command(const std::vector<std::string>& args) {
   if (common.quiet) return kExitOk;
   std::vector<std::string> ops;
   for (const auto& [op, count] : summary.nodes_by_op) ops.push_back(fmt::format("{} {}", count, op));
-  std::cout << fmt::format("{} -> {} (ONNX opset {}, float32, input [{}]{}): {} nodes ({}), {} weights, {:.1f} MB "
+  // int8 models (int8_quant) export as QuantizeLinear/DequantizeLinear pairs around float ops.
+  const bool qdq = summary.nodes_by_op.count("QuantizeLinear") > 0;
+  std::cout << fmt::format("{} -> {} (ONNX opset {}, {}, input [{}]{}): {} nodes ({}), {} weights, {:.1f} MB "
                            "in {:.1f} s\n",
-                           o.model, out.string(), summary.opset, fmt::join(summary.input_shape, ", "),
+                           o.model, out.string(), summary.opset, qdq ? "int8 as QDQ" : "float32",
+                           fmt::join(summary.input_shape, ", "),
                            options.dynamic_batch ? ", batch dynamic" : "", summary.nodes, fmt::join(ops, ", "),
                            summary.initializer_values, summary.bytes / 1e6, seconds);
   return kExitOk;

@@ -412,10 +412,10 @@ void dropout(Conversion& c) {
   alias(c);
 }
 
-// contiguous/clone/detach/to: the same float32 values (layout is not ONNX's concern).
+// contiguous/clone/detach/to: the same float32 (or quantized) values (layout is not ONNX's concern).
 void same_values(Conversion& c) {
   const at::Tensor out = c.observed(c.node().output()).toTensor();
-  if (out.scalar_type() != at::kFloat)
+  if (out.scalar_type() != at::kFloat && !out.is_quantized())
     c.fail(fmt::format("converts to {}; the ONNX export handles float32 only", c10::toString(out.scalar_type())));
   alias(c);
 }

@@ -45,6 +45,11 @@ const Operand& Conversion::operand(const torch::jit::Value* value) const {
   return found->second;
 }
 
+const Operand* Conversion::find_operand(const torch::jit::Value* value) const {
+  const auto found = operands_.find(value);
+  return found == operands_.end() ? nullptr : &found->second;
+}
+
 bool Conversion::is_tensor(const torch::jit::Value* value) const {
   return operand(value).kind == Operand::Kind::Tensor;
 }
@@ -168,6 +173,19 @@ std::string Conversion::ints_constant(const std::vector<int64_t>& values) {
   return graph_.initializers.back().name;
 }
 
+std::string Conversion::typed_constant(const at::Tensor& value, OnnxDataType type, const std::string& hint) {
+  static const std::unordered_map<OnnxDataType, at::ScalarType> scalar_types{
+      {OnnxDataType::Float, at::kFloat}, {OnnxDataType::Uint8, at::kByte}, {OnnxDataType::Int8, at::kChar},
+      {OnnxDataType::Int32, at::kInt},   {OnnxDataType::Int64, at::kLong}};
+  OnnxTensor tensor;
+  tensor.name = fmt::format("{}_{}", readable_name(hint), next_name_++);
+  tensor.type = type;
+  tensor.dims = value.sizes().vec();
+  tensor.raw_data = raw_bytes(value.detach().to(scalar_types.at(type)).contiguous());
+  graph_.initializers.push_back(std::move(tensor));
+  return graph_.initializers.back().name;
+}
+
 std::vector<std::string> Conversion::emit(const std::string& op_type, std::vector<std::string> inputs,
                                           std::vector<OnnxAttribute> attributes, size_t outputs) {
   OnnxNode node;
@@ -198,8 +216,11 @@ void Conversion::set_tensor_output(const std::string& name, int64_t batch_axis, 
   const c10::IValue& seen = observed(value);
   if (!seen.isTensor()) fail(fmt::format("output {} is not a tensor", index));
   const at::Tensor& tensor = seen.toTensor();
-  if (tensor.scalar_type() != at::kFloat)
-    fail(fmt::format("computes a {} tensor; the ONNX export handles float32 computations only",
+  const bool per_tensor_quantized = tensor.is_quantized() && tensor.qscheme() == at::kPerTensorAffine &&
+                                    (tensor.scalar_type() == at::kQUInt8 || tensor.scalar_type() == at::kQInt8);
+  if (tensor.scalar_type() != at::kFloat && !per_tensor_quantized)
+    fail(fmt::format("computes a {} tensor; the ONNX export handles float32 computations and int8 tensors "
+                     "quantized per tensor (quint8, qint8) only",
                      c10::toString(tensor.scalar_type())));
   Operand o;
   o.kind = Operand::Kind::Tensor;

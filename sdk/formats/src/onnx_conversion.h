@@ -6,6 +6,11 @@
 // exporting (a number, a list, None, a constant tensor: shapes and sizes
 // the example run decided) or a float32 tensor computed from the model's
 // input, named in the ONNX graph.
+//
+// A quantized tensor of an int8 model (int8_quant's output) is held as its
+// dequantized float32 values: the output of the QuantizeLinear ->
+// DequantizeLinear pair that follows every op whose result LibTorch
+// quantizes (ONNX's QDQ form, which ONNX Runtime fuses into int8 kernels).
 #include <torch/script.h>
 
 #include <optional>
@@ -16,6 +21,13 @@
 #include "mcompress/formats/onnx_model.h"
 
 namespace mcompress::onnx_conversion {
+
+// The per-tensor affine quantization of a quantized TorchScript tensor.
+struct TensorQuantization {
+  double scale = 1;
+  int64_t zero_point = 0;
+  at::ScalarType dtype = at::kQUInt8;  // kQUInt8 (ONNX uint8) or kQInt8 (int8)
+};
 
 struct Operand {
   enum class Kind { Known, Tensor, TensorList };
@@ -32,6 +44,8 @@ struct Operand {
   std::vector<int64_t> shape;  // Tensor: its shape on the example input
   int64_t batch_axis = -1;     // Tensor: the dimension that is the batch (-1: none)
   std::vector<Operand> elements;  // TensorList: its tensors (Known or Tensor)
+  // Tensor: a quantized TorchScript tensor, `name` holding its dequantized values.
+  std::optional<TensorQuantization> quantization;
 };
 
 class Conversion {
@@ -43,6 +57,7 @@ class Conversion {
   const torch::jit::Node& node() const { return *node_; }
   void begin(const torch::jit::Node* node) { node_ = node; }
   const Operand& operand(const torch::jit::Value* value) const;
+  const Operand* find_operand(const torch::jit::Value* value) const;  // nullptr: not converted (yet)
   bool is_tensor(const torch::jit::Value* value) const;
   bool is_none(const torch::jit::Value* value) const;
   int64_t int_input(size_t index) const;
@@ -63,6 +78,8 @@ class Conversion {
   std::string constant(const at::Tensor& value, const std::string& hint);  // float32 initializer
   std::string float_constant(double value);                               // 0-d float32
   std::string ints_constant(const std::vector<int64_t>& values);          // 1-D int64
+  // An initializer of `value` converted to `type` (the integers of quantized weights and zero points).
+  std::string typed_constant(const at::Tensor& value, OnnxDataType type, const std::string& hint);
   // Appends a node; returns its outputs' names (fresh, or `outputs` if given).
   std::vector<std::string> emit(const std::string& op_type, std::vector<std::string> inputs,
                                 std::vector<OnnxAttribute> attributes = {}, size_t outputs = 1);
@@ -71,9 +88,11 @@ class Conversion {
     return emit(op_type, std::move(inputs), std::move(attributes)).front();
   }
   // The current node's output `index` is the ONNX value `name`; its shape comes from the example run.
+  // A quantized output (float32 values here) is quantized by quantize_outputs() after the conversion.
   void set_tensor_output(const std::string& name, int64_t batch_axis, size_t index = 0);
   void set_tensor_list_output(std::vector<Operand> elements);
   void set_known(const torch::jit::Value* value, Operand operand);
+  void set_operand(const torch::jit::Value* value, Operand operand) { set_known(value, std::move(operand)); }
   const c10::IValue& observed(const torch::jit::Value* value) const;
   bool dynamic_batch() const { return dynamic_batch_; }
 
@@ -93,5 +112,15 @@ class Conversion {
 // Converts the current node (an op on the input's data). Returns false when
 // its kind has no conversion.
 bool convert_aten_node(Conversion& conversion);
+
+// The same for LibTorch's quantized ops (onnx_quantized_ops.cpp):
+// quantize_per_tensor, dequantize, and quantized::conv2d, linear, add, cat,
+// hardswish with their fused relu forms.
+bool convert_quantized_node(Conversion& conversion);
+
+// After the current node's conversion: every output that LibTorch computed
+// as a quantized tensor gets a QuantizeLinear -> DequantizeLinear pair with
+// the scale and zero point it had, so ONNX rounds where LibTorch rounds.
+void quantize_outputs(Conversion& conversion);
 
 }  // namespace mcompress::onnx_conversion

@@ -109,9 +109,12 @@ void convert_node(Conversion& c, const Node* node) {
   if (!computed) return fold(c, node);
   if (node->kind() == kSize || node->kind() == kDim || node->kind() == kNumel) return query_shape(c, node);
   check_in_place(c, node);
-  if (!onnx_conversion::convert_aten_node(c))
+  if (!onnx_conversion::convert_quantized_node(c) && !onnx_conversion::convert_aten_node(c))
     c.fail("no ONNX conversion exists for this op (docs/onnx.md lists the supported ops); rewrite that part "
            "of the model with supported ops");
+  // Pooling, flatten, relu... on an int8 tensor convert as float ops on its
+  // dequantized values; this puts back LibTorch's rounding after them.
+  onnx_conversion::quantize_outputs(c);
 }
 
 OnnxValueInfo value_info(const std::string& name, const std::vector<int64_t>& shape, int64_t batch_axis) {

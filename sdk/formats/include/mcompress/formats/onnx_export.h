@@ -12,6 +12,10 @@
 // mapped to ONNX nodes (docs/onnx.md lists them). The input's first
 // dimension is named "batch", so the file runs at any batch size.
 //
+// An int8 model from int8_quant (LibTorch's quantized ops) is written in
+// ONNX's QDQ form: QuantizeLinear/DequantizeLinear pairs around float ops,
+// int8 weights per output channel, int32 biases.
+//
 // Anything else (another op, a loop, a branch on the data) is refused with
 // an error naming the op and its source line: a file is written only when
 // every op converted.

@@ -2,7 +2,8 @@
 // An ONNX model held as plain data and encoded as onnx.proto's ModelProto,
 // with no dependency on protobuf or the onnx package. It covers what a
 // float32 inference graph needs: nodes with int/float/string/ints/floats
-// attributes, float32 and int64 initializers, and inputs/outputs whose
+// attributes, float32 and int64 initializers (and the uint8, int8 and int32
+// ones of QuantizeLinear/DequantizeLinear), and inputs/outputs whose
 // dimensions are numbers or names (a name such as "batch" is a dimension
 // chosen when the model runs).
 #include <cstdint>
@@ -16,7 +17,7 @@
 namespace mcompress {
 
 // onnx.proto's TensorProto.DataType values used here.
-enum class OnnxDataType : int32_t { Float = 1, Int64 = 7 };
+enum class OnnxDataType : int32_t { Float = 1, Uint8 = 2, Int8 = 3, Int32 = 6, Int64 = 7 };
 
 struct OnnxAttribute {
   std::string name;
