@@ -9,14 +9,22 @@
 #include <algorithm>
 #include <cmath>
 #include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <set>
 #include <sstream>
 
 #include <torch/cuda.h>
 
 #include <fmt/format.h>
 
+#include <cstdlib>
+
 #include "mcompress/framework/probes/latency_timing.h"
 #include "mcompress/framework/probes/resource_probes.h"
+#include "mcompress/formats/onnx_export.h"
+#include "probes/onnx_runtime_session.h"
 #include "mcompress/sdk/error.h"
 #include "mcompress/models/evaluate.h"
 #include "mcompress/models/fidelity.h"
@@ -121,6 +129,84 @@ void probe_gpu_latency(const torch::jit::Module& model, const Dataset* eval, con
   }
 }
 
+// Says `message` under `label` once per process: a pipeline probes every
+// stage, and what keeps one stage out of ONNX Runtime usually holds for all.
+void say_once(Progress& progress, const std::string& label, const std::string& message) {
+  static std::mutex mutex;
+  static std::set<std::string> said;
+  {
+    std::lock_guard<std::mutex> lock(mutex);
+    if (!said.insert(message).second) return;
+  }
+  progress.start(label, 0);
+  progress.finish(message);
+}
+
+// Why `model` is not timed in ONNX Runtime, or nullopt when it may be. Only
+// image models with one float input export (docs/onnx.md); checking first
+// spares freezing a language model only to have it refused.
+std::optional<std::string> onnx_runtime_skip_reason(const torch::jit::Module& model, const Dataset* eval,
+                                                    const torch::Tensor& example) {
+  if (writable_as_checkpoint(model) || (eval && eval->is_token_sequence()))
+    return std::string("language models do not export to ONNX");
+  if (example.scalar_type() != torch::kFloat)
+    return fmt::format("its input is {}, and the ONNX export takes float32 inputs",
+                       c10::toString(example.scalar_type()));
+  const auto forward = model.find_method("forward");
+  if (!forward || forward->function().getSchema().arguments().size() != 2)
+    return std::string("its forward does not take exactly one input");
+  return std::nullopt;
+}
+
+// The latency probe again in ONNX Runtime, where it is present: the model is
+// exported once (at the example input's shape, batch dynamic) and timed like
+// LibTorch's forward at every batch size, with as many intra-op threads.
+// A model that does not export or run there is skipped, saying why once.
+void probe_onnx_runtime_latency(const torch::jit::Module& model, const Dataset* eval, const torch::Tensor& example,
+                                const ProbeSpec& spec, Progress& progress, Metrics& metrics) {
+  if (spec.latency_runs <= 0 || onnx_runtime_disabled_by_environment()) return;
+  const std::string label = "ONNX Runtime latency";
+  const auto runtime = load_onnx_runtime();
+  // Absent where nobody asked for it: a machine without ONNX Runtime is the
+  // usual case, and the stage's device info says "not present" already.
+  if (!runtime.library) {
+    if (std::getenv("MCOMPRESS_ONNXRUNTIME_LIBRARY")) say_once(progress, label, "not timed: " + runtime.why_not);
+    return;
+  }
+  if (const auto reason = onnx_runtime_skip_reason(model, eval, example))
+    return say_once(progress, label, fmt::format("not timed: {}", *reason));
+  const auto message = [](const std::exception& error) -> std::string {
+    if (const auto* torch_error = dynamic_cast<const c10::Error*>(&error)) return torch_error->what_without_backtrace();
+    return error.what();
+  };
+  std::unique_ptr<OnnxRuntimeSession> session;
+  try {
+    OnnxExportOptions options;
+    options.input_shape = example.sizes().vec();
+    const OnnxModel onnx = torchscript_to_onnx(model, options);
+    std::vector<std::string> outputs;
+    for (const auto& output : onnx.graph.outputs) outputs.push_back(output.name);
+    session = std::make_unique<OnnxRuntimeSession>(runtime.library, encode_onnx_model(onnx),
+                                                   onnx.graph.inputs.at(0).name, outputs, at::get_num_threads());
+  } catch (const std::exception& error) {
+    return say_once(progress, label, fmt::format("not timed: the model does not export to ONNX: {}", message(error)));
+  }
+  Metrics timed;  // recorded only when every batch size ran
+  try {
+    for (int64_t batch : spec.latency_batch_sizes) {
+      const auto inputs = latency_input(eval, example, batch).to(torch::kFloat).contiguous();
+      const auto latency = time_latency([&] { session->run(inputs); }, spec.latency_runs, warmup_of(spec), progress,
+                                        fmt::format("{} {} batch {}", label, runtime.version, batch));
+      record_latency(timed, "onnxruntime_latency", batch, latency);
+    }
+  } catch (const std::exception& error) {
+    return say_once(progress, label,
+                    fmt::format("not timed: ONNX Runtime {} did not run the model: {}", runtime.version,
+                                message(error)));
+  }
+  metrics.insert(timed.begin(), timed.end());
+}
+
 // What a deployment ships: the serialized TorchScript archive.
 double serialized_size(const torch::jit::Module& model) {
   std::ostringstream out;
@@ -152,6 +238,7 @@ Metrics run_probes(const torch::jit::Module& model, const Dataset* eval,
   if (enabled(spec, "latency")) {
     probe_latency(model, eval, example_input, spec, progress, metrics);
     probe_gpu_latency(model, eval, example_input, spec, progress, metrics);
+    probe_onnx_runtime_latency(model, eval, example_input, spec, progress, metrics);
   }
   if (enabled(spec, "memory")) {
     const int64_t batch = *std::max_element(spec.latency_batch_sizes.begin(), spec.latency_batch_sizes.end());

@@ -17,6 +17,7 @@
 #include "mcompress/framework/probes/latency_timing.h"
 #include "mcompress/models/blas_threads.h"
 #include "mcompress/models/evaluate.h"
+#include "probes/onnx_runtime_session.h"
 
 namespace mcompress {
 namespace {
@@ -142,7 +143,8 @@ nlohmann::json device_info() {
                          {"threads", at::get_num_threads()},
                          {"blas_while_timing", blas_is_openblas() ? "OpenBLAS on the calling thread" : "not OpenBLAS: its threads were left as they were"},
                          {"openmp_wait_policy", openmp_wait_policy()},
-                         {"libtorch", TORCH_VERSION}};
+                         {"libtorch", TORCH_VERSION},
+                         {"onnxruntime", onnx_runtime_description()}};
   if (torch::cuda::is_available()) {
     info["gpu_baseline"] = fmt::format("available: {} CUDA device(s)", torch::cuda::device_count());
   } else {
