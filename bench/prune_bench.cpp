@@ -5,7 +5,9 @@
 //
 //   build/bin/mcompress_prune_bench [--models resnet50,mobilenet_v2] [--sparsity 0.5]
 //       [--threads 2,1] [--batches 1,16] [--resolution 224] [--round-to 1] [--repeats 5] [--prune-only] [--ignore-load]
-//       [--save-dir DIR]   (also writes DIR/<model>-pruned.pt, -pruned-optimized.pt, -optimized.pt)
+//       [--save-dir DIR]   (also writes DIR/<model>-pruned.pt, -pruned-optimized.pt (as the
+//                           optimize_inference pass saves it), -pruned-channels-last.pt,
+//                           -optimized.pt and -stats.json: MACs and parameters before and after)
 //
 // Prints one Markdown table; with several models, each is measured in a
 // fresh process of its own. Timings are only meaningful on an idle machine,
@@ -241,11 +243,20 @@ int main(int argc, char** argv) try {
     }
     const auto original_optimized = mcompress::optimize_for_cpu_inference(original);
     const auto pruned_optimized = mcompress::optimize_for_cpu_inference(pruned);
+    mcompress::InferenceOptions onednn;  // what the optimize_inference pass saves by default
+    onednn.onednn = true;
     if (!o.save_dir.empty()) {
       fs::create_directories(o.save_dir);
       pruned.save((o.save_dir / (name + "-pruned.pt")).string());
-      pruned_optimized.save((o.save_dir / (name + "-pruned-optimized.pt")).string());
+      pruned_optimized.save((o.save_dir / (name + "-pruned-channels-last.pt")).string());
+      mcompress::optimize_for_cpu_inference(pruned, onednn).save((o.save_dir / (name + "-pruned-optimized.pt")).string());
       original_optimized.save((o.save_dir / (name + "-optimized.pt")).string());
+      // What bench/deploy_compare.py reports beside its timings.
+      std::ofstream(o.save_dir / (name + "-stats.json"))
+          << fmt::format("{{\"macs_before\": {:.0f}, \"macs_after\": {:.0f}, \"params_before\": {},"
+                         " \"params_after\": {}}}\n",
+                         macs_before, macs_after, mcompress::count_parameters(original),
+                         mcompress::count_parameters(pruned));
     }
     if (o.prune_only) continue;
     for (int threads : o.threads) {

@@ -1,7 +1,8 @@
 // optimize_for_cpu_inference (inference_optimization.h) and the
 // optimize_inference pass: the frozen model computes the same outputs,
-// BatchNorm is folded away, weights are channels-last, and the saved file
-// runs in plain PyTorch with the same outputs.
+// BatchNorm is folded away, weights are channels-last (or, in the oneDNN
+// form, convolutions run on oneDNN weights reordered at load), and the saved
+// file runs in plain PyTorch with the same outputs.
 #include <gtest/gtest.h>
 #include <torch/script.h>
 #include <unistd.h>
@@ -11,6 +12,7 @@
 #include <mcompress/models/evaluate.h>
 #include <mcompress/models/inference_optimization.h>
 #include <mcompress/models/model_stats.h>
+#include <mcompress/models/module_copy.h>
 #include <mcompress/sdk/pass.h>
 
 #include "pass_loading.h"
@@ -48,6 +50,24 @@ void expect_close(const torch::Tensor& actual, const torch::Tensor& expected) {
   EXPECT_LE((actual - expected).abs().max().item<double>(), 1e-4 * scale);
 }
 
+// Saved, loaded here and by plain PyTorch in a fresh process: the same outputs.
+void expect_runs_in_plain_pytorch(const Module& optimized, const torch::Tensor& input,
+                                  const torch::Tensor& expected, const std::string& name) {
+  TempDir tmp("optimized-" + name);
+  const fs::path file = tmp.path() / "model.pt";
+  optimized.save(file.string());
+  expect_close(run(torch::jit::load(file.string()), input), expected);
+  const auto python = run_command(
+      std::string(MCOMPRESS_PYTHON) + " -c \"import torch; m = torch.jit.load(r'" + file.string() +
+      "'); x = torch.linspace(-1, 1, 2*3*64*64).reshape(2, 3, 64, 64); "
+      "print('OUTPUT', ' '.join(repr(v) for v in m(x).flatten().tolist()))\"");
+  ASSERT_EQ(python.exit_code, 0) << python.output;
+  std::istringstream values(python.output.substr(python.output.find("OUTPUT ") + 7));
+  std::vector<double> parsed;
+  for (double v; values >> v;) parsed.push_back(v);
+  expect_close(torch::tensor(parsed, torch::kDouble), expected.flatten().to(torch::kDouble));
+}
+
 TEST(InferenceOptimization, FoldsBatchNormKeepsOutputsAndRunsInPlainPyTorch) {
   for (const std::string name : {"resnet18", "mobilenet_v2"}) {
     SCOPED_TRACE(name);
@@ -69,19 +89,32 @@ TEST(InferenceOptimization, FoldsBatchNormKeepsOutputsAndRunsInPlainPyTorch) {
     }
     EXPECT_TRUE(any_channels_last);
 
-    TempDir tmp("optimized-" + name);
-    const fs::path file = tmp.path() / "model.pt";
-    optimized.save(file.string());
-    expect_close(run(torch::jit::load(file.string()), input), expected);
-    const auto python = run_command(
-        std::string(MCOMPRESS_PYTHON) + " -c \"import torch; m = torch.jit.load(r'" + file.string() +
-        "'); x = torch.linspace(-1, 1, 2*3*64*64).reshape(2, 3, 64, 64); "
-        "print('OUTPUT', ' '.join(repr(v) for v in m(x).flatten().tolist()))\"");
-    ASSERT_EQ(python.exit_code, 0) << python.output;
-    std::istringstream values(python.output.substr(python.output.find("OUTPUT ") + 7));
-    std::vector<double> parsed;
-    for (double v; values >> v;) parsed.push_back(v);
-    expect_close(torch::tensor(parsed, torch::kDouble), expected.flatten().to(torch::kDouble));
+    expect_runs_in_plain_pytorch(optimized, input, expected, name);
+  }
+}
+
+// The form torch.jit.optimize_for_inference gives (convolutions in oneDNN's
+// layout, fused relu/add), saved: every convolution and the classifier run through oneDNN, no
+// BatchNorm is left, and the file loads and runs the same here and in PyTorch.
+TEST(InferenceOptimization, OneDnnFormSavesAndReloadsWithTheSameOutputs) {
+  mcompress::InferenceOptions options;
+  options.onednn = true;
+  for (const std::string name : {"resnet18", "mobilenet_v2", "resnext50_32x4d"}) {
+    SCOPED_TRACE(name);
+    const Module original = torch::jit::load(mcompress::testing::scripted_torchvision_model(name).string());
+    const torch::Tensor input = input_of({2, 3, 64, 64});
+    const torch::Tensor expected = run(original, input);
+    const Module optimized = mcompress::optimize_for_cpu_inference(original, options);
+    EXPECT_EQ(count_ops(optimized, "aten::batch_norm"), 0);
+    EXPECT_EQ(count_ops(optimized, "aten::conv2d"), 0);
+    EXPECT_GT(count_ops(optimized, "prim::mkldnn_convolution"), 0);
+    // The classifier too: no BLAS product whose speed depends on BLAS threading.
+    EXPECT_EQ(count_ops(optimized, "aten::matmul"), 0);
+    EXPECT_EQ(count_ops(optimized, "aten::mkldnn_linear"), 1);
+    expect_close(run(optimized, input), expected);
+    EXPECT_EQ(mcompress::count_macs(optimized, input), mcompress::count_macs(original, input));
+    expect_close(run(mcompress::deep_copy(optimized), input), expected);  // as the host copies stages
+    expect_runs_in_plain_pytorch(optimized, input, expected, name);
   }
 }
 
@@ -105,6 +138,7 @@ TEST(InferenceOptimization, ThePassReplacesTheModelAndSaysWhatItDid) {
   const Module original = torch::jit::load(mcompress::testing::scripted_torchvision_model("resnet18").string());
   mcompress::Params params;
   params.set("channels_last", true);
+  params.set("onednn", false);
   mcompress::NullLogger log;
   mcompress::NullProgress progress;
   mcompress::PassContext context;
@@ -116,6 +150,14 @@ TEST(InferenceOptimization, ThePassReplacesTheModelAndSaysWhatItDid) {
   EXPECT_EQ(result.summary, "frozen for CPU inference, channels-last; every BatchNorm folded");
   EXPECT_EQ(count_ops(context.model, "aten::batch_norm"), 0);
   const torch::Tensor input = input_of({1, 3, 64, 64});
+  expect_close(run(context.model, input), run(original, input));
+
+  // The default: oneDNN's form, as fast as torch.jit.optimize_for_inference.
+  params.set("onednn", true);
+  context.model = original;
+  const auto onednn = pass.run(context);
+  EXPECT_EQ(onednn.summary, "frozen for CPU inference, 20 oneDNN convolutions; every BatchNorm folded");
+  EXPECT_EQ(onednn.stats.at("onednn_convolutions"), 20);
   expect_close(run(context.model, input), run(original, input));
 }
 

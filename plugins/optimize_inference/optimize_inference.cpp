@@ -1,7 +1,9 @@
 // optimize_inference: the last stage of a pipeline whose model will be
 // deployed on CPU - freezes the model, folds BatchNorm into the preceding
-// convolutions and stores activations and weights channels-last
-// (inference_optimization.h). The result is a plain TorchScript file; it can
+// convolutions and runs them through oneDNN with fused activations and
+// residual adds, as torch.jit.optimize_for_inference does, in a form that can
+// be saved (or, with onednn off, stores activations and weights
+// channels-last; inference_optimization.h). The result is a plain TorchScript file; it can
 // no longer be trained, so put this stage after every training stage.
 #include <mcompress/models/inference_optimization.h>
 #include <mcompress/sdk/plugin.h>
@@ -15,8 +17,14 @@ mcompress::PassInfo make_info() {
   info.name = "optimize_inference";
   info.summary = "CPU deployment: freeze, fold BatchNorm into convolutions, channels-last layout";
   info.kind = mcompress::PassKind::Other;
-  info.params = {mcompress::ParamSpec::Bool(
-      "channels_last", true, "store conv weights and 4-D activations channels-last (faster oneDNN convolutions)")};
+  info.params = {
+      mcompress::ParamSpec::Bool("onednn", true,
+                                 "oneDNN convolutions in oneDNN's layout with fused relu/add, weights reordered"
+                                 " when the model loads (as fast as torch.jit.optimize_for_inference; not for"
+                                 " ONNX export)"),
+      mcompress::ParamSpec::Bool("channels_last", true,
+                                 "without onednn (or where its graph cannot be saved): store conv weights and 4-D"
+                                 " activations channels-last")};
   return info;
 }
 
@@ -37,11 +45,19 @@ class OptimizeInference final : public mcompress::Pass {
   mcompress::PassResult run(mcompress::PassContext& context) const override {
     mcompress::InferenceOptions options;
     options.channels_last = context.params->get_bool("channels_last");
+    options.onednn = context.params->get_bool("onednn");
     context.model = mcompress::optimize_for_cpu_inference(context.model, options);
     const int64_t left = count_ops(context.model, "aten::batch_norm");
+    const int64_t onednn_convolutions = count_ops(context.model, "prim::mkldnn_convolution");
+    const bool channels_last = options.channels_last && onednn_convolutions == 0;
     mcompress::PassResult result;
-    result.stats = {{"channels_last", options.channels_last}, {"batch_norms_left", left}};
-    result.summary = std::string("frozen for CPU inference") + (options.channels_last ? ", channels-last" : "") +
+    result.stats = {{"channels_last", channels_last},
+                    {"onednn_convolutions", onednn_convolutions},
+                    {"batch_norms_left", left}};
+    result.summary = std::string("frozen for CPU inference") +
+                     (onednn_convolutions > 0 ? ", " + std::to_string(onednn_convolutions) + " oneDNN convolutions"
+                                              : (options.onednn ? " (oneDNN form not saveable)" : "")) +
+                     (channels_last ? ", channels-last" : "") +
                      (left == 0 ? "; every BatchNorm folded" : "; " + std::to_string(left) + " BatchNorm ops left");
     return result;
   }

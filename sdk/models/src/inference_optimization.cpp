@@ -6,6 +6,7 @@
 
 #include "mcompress/sdk/error.h"
 #include "mcompress/models/module_copy.h"
+#include "saveable_onednn_module.h"
 
 namespace mcompress {
 namespace {
@@ -29,6 +30,17 @@ torch::jit::Module optimize_for_cpu_inference(const torch::jit::Module& model, c
   if (!model.find_method("forward")) throw Error("the model has no forward method to optimise");
   torch::jit::Module copy = deep_copy(model);
   copy.eval();
+  if (options.onednn) {
+    try {
+      // oneDNN's blocked layout replaces channels-last, so no input conversion.
+      torch::jit::Module optimized = torch::jit::freeze(copy, c10::nullopt, /*optimize_numerics=*/true);
+      optimized = torch::jit::optimize_for_inference(optimized);
+      std::string why_not;
+      if (auto saveable = detail::saveable_onednn_module(optimized, why_not)) return *saveable;
+    } catch (const c10::Error&) {
+      // The plain frozen form below reports what is wrong with the model.
+    }
+  }
   torch::jit::Module target = copy;
   if (options.channels_last) {
     // A wrapper converts the input, so callers keep passing ordinary tensors.

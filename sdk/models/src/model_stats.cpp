@@ -20,11 +20,11 @@ namespace {
 using torch::jit::Node;
 using torch::jit::Value;
 
-enum class CostKind { Linear, QuantizedLinear, Convolution, TransposedConvolution, MatMul, None };
+enum class CostKind { Linear, QuantizedLinear, Convolution, OneDnnConvolution, TransposedConvolution, MatMul, None };
 
 CostKind cost_kind(const Node* node) {
   const std::string kind = node->kind().toQualString();
-  if (kind == "aten::linear") return CostKind::Linear;
+  if (kind == "aten::linear" || kind == "aten::mkldnn_linear") return CostKind::Linear;
   if (kind == "mcompress::quantized_linear") return CostKind::QuantizedLinear;
   if (kind == "aten::conv1d" || kind == "aten::conv2d" || kind == "aten::conv3d") {
     return CostKind::Convolution;
@@ -41,6 +41,8 @@ CostKind cost_kind(const Node* node) {
                : CostKind::Convolution;
   }
   if (kind == "aten::matmul" || kind == "aten::mm" || kind == "aten::bmm") return CostKind::MatMul;
+  // What optimize_inference's oneDNN form runs (inference_optimization.h).
+  if (kind == "prim::mkldnn_convolution") return CostKind::OneDnnConvolution;
   return CostKind::None;
 }
 
@@ -82,6 +84,12 @@ LayerCost cost_of(const Node* node, CostKind kind, const Tapped& t) {
     return cost;
   }
   cost.params = t.weight.numel() + (t.bias.defined() ? t.bias.numel() : 0);
+  if (kind == CostKind::OneDnnConvolution) {
+    // A reordered grouped weight has a dim for the groups: count per output channel.
+    cost.out_channels = t.output.size(1);
+    cost.macs = t.output.numel() * (t.weight.numel() / cost.out_channels);
+    return cost;
+  }
   cost.out_channels = t.weight.size(0);
   if (kind == CostKind::Linear) {
     cost.macs = t.output.numel() * t.weight.size(1);

@@ -4,7 +4,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <list>
 #include <map>
+#include <set>
 #include <tuple>
 
 #include <fmt/format.h>
@@ -36,6 +38,32 @@ void check_keep_indices(const ChannelGroup& group, const std::vector<int64_t>& k
   if (std::adjacent_find(sorted.begin(), sorted.end()) != sorted.end()) {
     throw Error(fmt::format("keep indices for group '{}' contain duplicates", group.name));
   }
+}
+
+// A grouped convolution reads position j of every block through one weight
+// column, so the blocks must keep the same positions.
+void check_tied_parts(const ChannelGroup& group, const std::vector<int64_t>& keep) {
+  if (group.tied_parts <= 1) return;
+  const int64_t block = group.size / group.tied_parts;
+  std::set<int64_t> kept(keep.begin(), keep.end());
+  for (int64_t channel : kept) {
+    if (!kept.count(channel % block + (channel / block + 1) % group.tied_parts * block)) {
+      throw Error(fmt::format("group '{}' must keep the same positions in each of its {} blocks of {}"
+                              " channels (a grouped convolution reads them through shared weights);"
+                              " channel {} breaks that", group.name, group.tied_parts, block, channel));
+    }
+  }
+}
+
+// The positions kept in the first block: what the input dim of a grouped
+// convolution's weight keeps.
+std::vector<int64_t> positions_in_first_block(const ChannelGroup& group, const ChannelMember& member,
+                                              const std::vector<int64_t>& keep) {
+  std::vector<int64_t> positions;
+  for (int64_t channel : keep) {
+    if (channel < group.size / member.conv_groups) positions.push_back(channel);
+  }
+  return positions;
 }
 
 // The size a member has along its dim (or its value), -1 when it is not what
@@ -181,6 +209,7 @@ void apply_count_slicing(torch::jit::Module& model, const Slicing& slicing) {
 
 void apply_selections(torch::jit::Module& model, const std::vector<GroupSelection>& selections) {
   std::map<SlicingKey, Slicing> slicings;
+  std::list<std::vector<int64_t>> block_positions;  // stable addresses for Range::keep
   for (const auto& selection : selections) {
     const ChannelGroup& group = *selection.group;
     if (group.frozen) {
@@ -189,16 +218,23 @@ void apply_selections(torch::jit::Module& model, const std::vector<GroupSelectio
     }
     check_keep_indices(group, selection.keep);
     if (group.parts > 1 && static_cast<int64_t>(selection.keep.size()) % group.parts != 0) {
-      throw Error(fmt::format("group '{}' must keep a multiple of {} channels (its normalisation groups)",
-                              group.name, group.parts));
+      throw Error(fmt::format("group '{}' must keep a multiple of {} channels (its normalisation or"
+                              " convolution groups)", group.name, group.parts));
     }
+    check_tied_parts(group, selection.keep);
     for (const auto& member : group.members) {
       const SlicingKey key{member.module_path, member.attribute, member.kind, member.dim};
       auto [it, inserted] = slicings.emplace(key, Slicing{member, member.entries(group.size), {}});
       if (!inserted && it->second.extent != member.entries(group.size)) {
         throw Error(fmt::format("groups disagree on the size of {}", member.full_name()));
       }
-      it->second.ranges.push_back({member.offset, group.size, member.block_size, &selection.keep, group.name});
+      if (member.conv_groups > 1) {
+        block_positions.push_back(positions_in_first_block(group, member, selection.keep));
+        it->second.ranges.push_back({member.offset, group.size / member.conv_groups, member.block_size,
+                                     &block_positions.back(), group.name});
+      } else {
+        it->second.ranges.push_back({member.offset, group.size, member.block_size, &selection.keep, group.name});
+      }
     }
   }
   // All checks first: on error the model is untouched.
@@ -227,6 +263,14 @@ void prune_channels(torch::jit::Module& model, const ChannelGroup& group,
 }
 
 torch::Tensor channel_rows(const torch::Tensor& tensor, const ChannelMember& member, int64_t group_size) {
+  if (member.conv_groups > 1) {
+    // [groups * out_per_group, in_per_group, ...]: channel g * in_per_group + j
+    // owns column j of convolution group g's rows.
+    const int64_t groups = member.conv_groups;
+    return tensor.reshape({groups, tensor.size(0) / groups, tensor.size(1), -1})
+        .permute({0, 2, 1, 3})
+        .reshape({group_size, -1});
+  }
   const int64_t length = group_size * member.block_size;
   return tensor.narrow(member.dim, member.offset, length).movedim(member.dim, 0).reshape({group_size, -1});
 }
@@ -249,6 +293,10 @@ namespace {
 // matters for weights of hundreds of megabytes.
 torch::Tensor channel_sums(const torch::Tensor& weight, const ChannelMember& member, int64_t group_size,
                            ImportanceNorm norm) {
+  if (member.conv_groups > 1) {
+    const torch::Tensor rows = channel_rows(weight, member, group_size).to(torch::kDouble);
+    return (norm == ImportanceNorm::L1 ? rows.abs() : rows.square()).sum(1);
+  }
   std::vector<int64_t> other_dims;
   for (int64_t d = 0; d < weight.dim(); ++d) {
     if (d != member.dim) other_dims.push_back(d);
@@ -322,6 +370,22 @@ torch::Tensor select_channels(const torch::Tensor& importance, int64_t keep, int
   return torch::cat(kept);
 }
 
+torch::Tensor select_channels(const torch::Tensor& importance, int64_t keep, int64_t parts, int64_t tied_parts) {
+  if (tied_parts <= 1) return select_channels(importance, keep, parts);
+  const int64_t size = importance.numel();
+  if (size % tied_parts != 0 || keep % tied_parts != 0 || parts % tied_parts != 0) {
+    throw Error(fmt::format("cannot keep {} of {} channels at the same positions in {} blocks ({} parts)",
+                            keep, size, tied_parts, parts));
+  }
+  // One ranking of positions: a position's score adds up its channel in every block.
+  const int64_t block = size / tied_parts;
+  const torch::Tensor per_position = importance.reshape({tied_parts, block}).sum(0);
+  const torch::Tensor positions = select_channels(per_position, keep / tied_parts, parts / tied_parts);
+  std::vector<torch::Tensor> kept;
+  for (int64_t b = 0; b < tied_parts; ++b) kept.push_back(positions + b * block);
+  return torch::cat(kept);
+}
+
 namespace {
 
 std::vector<GroupPruneResult> prune_groups_impl(torch::jit::Module& model, const DependencyGraph& graph,
@@ -361,7 +425,7 @@ std::vector<GroupPruneResult> prune_groups_impl(torch::jit::Module& model, const
     if (group.frozen) continue;
     const auto& allocation = allocations[group.id];
     if (allocation.keep < group.size) {
-      const torch::Tensor keep = select_channels(scores[group.id], allocation.keep, group.parts).contiguous();
+      const torch::Tensor keep = select_channels(scores[group.id], allocation.keep, group.parts, group.tied_parts).contiguous();
       selections.push_back({&group, std::vector<int64_t>(keep.data_ptr<int64_t>(),
                                                          keep.data_ptr<int64_t>() + keep.numel())});
     }

@@ -176,6 +176,10 @@ class DependencyAnalyzer {
   // A depthwise conv maps channel c to channel c: input and output are one group.
   void visit_depthwise_conv(Node* node, const TensorAttribute& weight,
                             const IntArgument& groups, int64_t channel_dim);
+  // A grouped conv keeps its groups: output channels in equal parts, input
+  // channels at the same positions in every convolution group.
+  void visit_grouped_conv(Node* node, const TensorAttribute& weight, int64_t groups,
+                          int64_t channel_dim, int64_t rank);
   void visit_batch_norm(Node* node);
   void visit_layer_norm(Node* node);
   bool shape_follows(const Value* list, const AttributePath& weight);

@@ -545,7 +545,7 @@ void DependencyAnalyzer::freeze_overlapping_ranges() {
     for (const auto& member_record : record.members) {
       const auto& m = member_record.member;
       ranges[std::make_tuple(m.full_name(), m.kind, m.dim)].push_back(
-          {m.offset, m.offset + record.size * m.block_size, m.entries(record.size), root});
+          {m.offset, m.offset + m.span(record.size), m.entries(record.size), root});
     }
   }
   for (auto& [key, list] : ranges) {
@@ -595,17 +595,19 @@ ChannelGroup DependencyAnalyzer::make_group(GroupRecord& record, int64_t id) {
   group.id = id;
   group.size = record.size;
   group.parts = record.parts;
+  group.tied_parts = record.tied_parts;
   std::vector<std::string> reasons = record.frozen_reasons;
   for (const auto& member_record : record.members) {
     ChannelMember member = member_record.member;
     // A member owned by this group alone needs no extent.
-    if (member.offset == 0 && member.extent == record.size * member.block_size) member.extent = 0;
+    if (member.offset == 0 && member.extent == member.span(record.size)) member.extent = 0;
     if (contains_member(group, member)) continue;
     if (auto problem = check_member_size(member, record.size)) reasons.push_back(*problem);
     group.members.push_back(member);
   }
   if (record.size % record.parts != 0) {
-    reasons.push_back(fmt::format("{} channels cannot be split into {} equal normalisation groups",
+    reasons.push_back(fmt::format("{} channels cannot be split into {} equal parts (normalisation or"
+                                  " convolution groups)",
                                   record.size, record.parts));
   }
   const auto producers = group.producer_layers();
@@ -641,7 +643,7 @@ std::optional<std::string> DependencyAnalyzer::check_member_size(const ChannelMe
     auto list = value.toIntVector();
     if (member.dim < static_cast<int64_t>(list.size())) actual = list[member.dim];
   }
-  if (actual == expected && member.offset + channels * member.block_size <= expected) return std::nullopt;
+  if (actual == expected && member.offset + member.span(channels) <= expected) return std::nullopt;
   return fmt::format("{} has {} entries where {} were expected", member.full_name(), actual, expected);
 }
 

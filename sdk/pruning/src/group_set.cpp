@@ -44,6 +44,7 @@ int64_t GroupSet::merge(int64_t a, int64_t b, const std::string& where) {
   into.frozen_reasons.insert(into.frozen_reasons.end(), from.frozen_reasons.begin(),
                              from.frozen_reasons.end());
   into.parts = std::lcm(into.parts, from.parts);
+  into.tied_parts = std::lcm(into.tied_parts, from.tied_parts);
   from = GroupRecord{};
   return a;
 }
@@ -59,6 +60,12 @@ void GroupSet::freeze(int64_t group, const std::string& reason) {
 
 void GroupSet::require_parts(int64_t group, int64_t parts) {
   auto& record = records_[find(group)];
+  record.parts = std::lcm(record.parts, parts);
+}
+
+void GroupSet::require_tied_parts(int64_t group, int64_t parts) {
+  auto& record = records_[find(group)];
+  record.tied_parts = std::lcm(record.tied_parts, parts);
   record.parts = std::lcm(record.parts, parts);
 }
 

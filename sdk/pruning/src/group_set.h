@@ -19,6 +19,7 @@ struct GroupRecord {
   int64_t size = 0;
   int64_t created = 0;
   int64_t parts = 1;
+  int64_t tied_parts = 1;
   std::vector<MemberRecord> members;
   std::vector<std::string> frozen_reasons;
 };
@@ -37,6 +38,8 @@ class GroupSet {
 
   int64_t size(int64_t group) { return records_[find(group)].size; }
   void require_parts(int64_t group, int64_t parts);
+  // `parts` blocks that keep the same positions (and so also equal counts).
+  void require_tied_parts(int64_t group, int64_t parts);
   GroupRecord& record(int64_t group) { return records_[find(group)]; }
   std::vector<int64_t> roots();
 

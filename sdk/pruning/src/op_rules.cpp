@@ -304,10 +304,38 @@ void DependencyAnalyzer::visit_conv(Node* node, int64_t spatial_dims) {
   } else if (weight->tensor.size(1) == 1 && out_channels == in_channels) {
     visit_depthwise_conv(node, *weight, *groups, channel_dim);
   } else {
-    freeze_inputs(node, fmt::format("grouped {} (groups={}) is not supported", describe(node),
-                                    groups->value));
-    fix_dim(weight->path.full(), kAllDims, fmt::format("{} is a grouped convolution", weight->path.full()));
+    visit_grouped_conv(node, *weight, groups->value, channel_dim, *rank);
   }
+}
+
+void DependencyAnalyzer::visit_grouped_conv(Node* node, const TensorAttribute& weight, int64_t groups,
+                                            int64_t channel_dim, int64_t rank) {
+  const int64_t out_channels = weight.tensor.size(0);
+  const int64_t in_channels = weight.tensor.size(1) * groups;
+  understood_uses_.insert({node, 1});
+  auto track = track_of(node->input(0));
+  if (!track) {
+    fix_dim(weight.path.full(), 1, fmt::format("{} also reads an input whose channels are not prunable",
+                                               weight.path.full()));
+  } else if (track->dim != channel_dim || track->block != 1 || !track->single() ||
+             track->channels() != in_channels || out_channels % groups != 0) {
+    freeze_track(*track, fmt::format("grouped {} (groups={}) reads these channels in an unexpected layout",
+                                     describe(node), groups));
+    fix_dim(weight.path.full(), 1, fmt::format("{} reads channels in an unexpected layout", weight.path.full()));
+  } else {
+    // Each convolution group reads its own block of the input through the
+    // same weight columns, so every block loses the same positions.
+    const int64_t group = track->group();
+    groups_.require_tied_parts(group, groups);
+    ChannelMember member{weight.path.module_path, weight.path.attribute, weight.kind,
+                         MemberRole::Consumer, 1, 1};
+    member.conv_groups = groups;
+    groups_.add_member(group, member);
+    add_int_attribute_member(group, weight.path.module_path, "in_channels", MemberRole::Consumer);
+  }
+  create_output_group(node, weight, out_channels, channel_dim, rank, "out_channels");
+  // Output rows are free within a convolution group: equal counts suffice.
+  groups_.require_parts(tracks_.at(node->output(0)).group(), groups);
 }
 
 void DependencyAnalyzer::visit_depthwise_conv(Node* node, const TensorAttribute& weight,

@@ -115,12 +115,15 @@ MacEstimator::MacEstimator(const torch::jit::Module& model, const DependencyGrap
                            const torch::Tensor& example_input) {
   // Which groups slice each weight, along which dim.
   std::map<std::string, std::pair<std::vector<Share>, std::vector<Share>>> shares;
+  // A grouped convolution's weight holds in_channels / groups inputs.
+  std::map<std::string, int64_t> conv_groups;
   for (const auto& group : graph.groups) {
     sizes_.push_back(group.size);
     for (const auto& m : group.members) {
       if (m.kind != MemberKind::Parameter || m.attribute != "weight" || m.dim > 1) continue;
       auto& list = m.dim == 0 ? shares[m.module_path].first : shares[m.module_path].second;
       list.push_back({group.id, m.block_size});
+      if (m.dim == 1 && m.conv_groups > 1) conv_groups[m.module_path] = m.conv_groups;
     }
   }
   for (const auto& cost : layer_costs(model, example_input)) {
@@ -135,6 +138,7 @@ MacEstimator::MacEstimator(const torch::jit::Module& model, const DependencyGrap
     layer.macs = static_cast<double>(cost.macs);
     layer.out = weight.size(0);
     layer.in = weight.dim() > 1 ? weight.size(1) : 1;
+    if (auto grouped = conv_groups.find(cost.module_path); grouped != conv_groups.end()) layer.in *= grouped->second;
     layer.out_shares = it->second.first;
     layer.in_shares = it->second.second;
     layers_.push_back(std::move(layer));
@@ -191,11 +195,26 @@ class Allocator {
       if (options_.allocation == Allocation::Uniform) uniform();
       else global();
     }
+    report_rounding();
     return result_;
   }
 
  private:
   int64_t step(const ChannelGroup& group) const { return std::lcm(options_.round_to, group.parts); }
+
+  // Normalisation or convolution groups make the kept count coarser than
+  // round_to asks; say so where it changed the count.
+  void report_rounding() {
+    for (const auto& group : graph_.groups) {
+      auto& allocation = result_[group.id];
+      if (!is_selected(group, options_) || step(group) <= std::max<int64_t>(options_.round_to, 1) ||
+          allocation.keep == group.size) {
+        continue;
+      }
+      allocation.rule += fmt::format(" (rounded to a multiple of {}: {} equal parts{})", step(group),
+                                     group.parts, group.tied_parts > 1 ? ", same positions in each" : "");
+    }
+  }
 
   std::vector<int64_t> kept() const {
     std::vector<int64_t> kept;

@@ -6,8 +6,12 @@
 // and conv weights in channels-last layout, which oneDNN convolutions run
 // without reordering every activation.
 //
-// (torch.jit.optimize_for_inference goes further by storing oneDNN-packed
-// weights, but those cannot be saved, so it is not used here.)
+// With `onednn`, it goes as far as torch.jit.optimize_for_inference: oneDNN
+// convolutions whose activations stay in oneDNN's blocked layout between
+// layers, with conv+relu and conv+add fused. That pass keeps reordered weights
+// as graph constants, which cannot be saved; here they are plain tensors that
+// the module reorders once when it is loaded (so the file stays a plain
+// TorchScript archive that PyTorch loads). ONNX export needs the default form.
 #include <torch/script.h>
 
 #include "mcompress/sdk/export.h"
@@ -16,6 +20,9 @@ namespace mcompress {
 
 struct InferenceOptions {
   bool channels_last = true;  // 4-D inputs are converted at the start of forward
+  // oneDNN layout and fusions (above); falls back to the form `channels_last`
+  // says when the optimised graph holds an op that cannot be saved.
+  bool onednn = false;
 };
 
 // A frozen, optimised copy of `model` (in eval mode; `model` is unchanged).

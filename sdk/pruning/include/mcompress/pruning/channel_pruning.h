@@ -51,6 +51,12 @@ MCOMPRESS_SDK_API at::Tensor select_channels(const at::Tensor& importance, int64
 // The same for a group of `parts` equal parts (ChannelGroup::parts): each
 // part keeps its keep / parts best channels; keep must be a multiple of parts.
 MCOMPRESS_SDK_API at::Tensor select_channels(const at::Tensor& importance, int64_t keep, int64_t parts);
+// The same with `tied_parts` blocks that keep the same positions
+// (ChannelGroup::tied_parts, a grouped convolution's input): positions are
+// ranked by their scores summed over the blocks; keep must be a multiple of
+// parts, and parts of tied_parts.
+MCOMPRESS_SDK_API at::Tensor select_channels(const at::Tensor& importance, int64_t keep, int64_t parts,
+                                             int64_t tied_parts);
 
 // Keeps only channels `keep_indices` (1-D int64, distinct, in [0, group.size))
 // of `group` in `model`: every tensor member is replaced by its index_select'ed

@@ -13,7 +13,11 @@
 // `append` as DenseNet does) gives every input its index range of the result:
 // a layer reading the concatenation has one member per input group, each with
 // its `offset`. GroupNorm splits its channels into fixed parts that must keep
-// equal sizes (ChannelGroup::parts).
+// equal sizes (ChannelGroup::parts). A grouped convolution (groups = G, not
+// depthwise) keeps G: its output channels are a group of G parts, and its
+// input channels (the producing layer's group) keep the same positions in
+// each of the G blocks (ChannelGroup::tied_parts), so the weight's input dim
+// loses the same columns for every convolution group.
 //
 // Safety rule: whatever the analysis does not understand (an unknown op, a
 // reshape that hard-codes a channel count, a parameter used outside its
@@ -77,10 +81,17 @@ struct ChannelMember {
   // Entries of `dim` (or the int attribute's value) when analysed; 0 means
   // size * block_size, i.e. the member belongs to this group alone.
   int64_t extent = 0;
+  // The input dim (1) of a grouped convolution's weight: the group's channels
+  // form `conv_groups` equal blocks, one per convolution group, and the dim
+  // holds one block's worth of entries: channel g * (size / conv_groups) + j
+  // is entry j of the rows of convolution group g. 1 for every other member.
+  int64_t conv_groups = 1;
 
   bool is_buffer() const { return kind == MemberKind::Buffer; }
   bool is_tensor() const { return kind == MemberKind::Parameter || kind == MemberKind::Buffer; }
-  int64_t entries(int64_t group_size) const { return extent > 0 ? extent : group_size * block_size; }
+  // Entries of `dim` this group's channels span.
+  int64_t span(int64_t group_size) const { return group_size * block_size / conv_groups; }
+  int64_t entries(int64_t group_size) const { return extent > 0 ? extent : span(group_size); }
   // "layer1.0.conv1.weight"
   std::string full_name() const {
     return module_path.empty() ? attribute : module_path + "." + attribute;
@@ -100,6 +111,10 @@ struct MCOMPRESS_SDK_API ChannelGroup {
   // that must keep equal numbers of channels, so the kept count is a multiple
   // of it and each part keeps its own best channels.
   int64_t parts = 1;
+  // The channels form this many consecutive equal blocks that must keep the
+  // same positions: a grouped convolution reads position j of every block
+  // through one weight column (ChannelMember::conv_groups). Divides `parts`.
+  int64_t tied_parts = 1;
 
   // Module paths of the layers that produce these channels, in graph order.
   std::vector<std::string> producer_layers() const;
