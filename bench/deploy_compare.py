@@ -7,6 +7,8 @@ the same ones bench/prune_bench.cpp scripts and prunes):
   mc_ofi     mcompress pruned (MODEL_DIR/<model>-pruned.pt), the same deploy step
   mc_saved   mcompress as saved by optimize_inference (MODEL_DIR/<model>-pruned-optimized.pt),
              loaded and run as it is
+  mc_int8    mcompress pruned and then quantized by int8_quant (MODEL_DIR/<model>-pruned-int8.pt,
+             calibrated on random images), loaded and run as it is (oneDNN quantized engine)
   mc_cl      the form optimize_inference saved before it used oneDNN's layout (frozen,
              channels-last; MODEL_DIR/<model>-pruned-channels-last.pt), for comparison
 
@@ -131,9 +133,11 @@ def main():
     parser.add_argument("--seconds", type=float, default=4.0)
     parser.add_argument("--sparsity", type=float, default=0.5)
     parser.add_argument("--blas", choices=["pinned", "unpinned"], default="pinned")
-    parser.add_argument("--variants", default="tp_ofi,mc_ofi,mc_saved,mc_cl")
+    parser.add_argument("--variants", default="tp_ofi,mc_ofi,mc_saved,mc_int8,mc_cl")
     parser.add_argument("--json")
     args = parser.parse_args()
+    if "onednn" in torch.backends.quantized.supported_engines:
+        torch.backends.quantized.engine = "onednn"  # what int8_quant's models are written for
 
     blas = openblas_set_threads(1) if args.blas == "pinned" else None
     try:
@@ -148,8 +152,8 @@ def main():
           f"load average {os.getloadavg()[0]:.2f} at start; torch {torch.__version__}; "
           f"BLAS: {'OpenBLAS on the calling thread (' + blas + ')' if blas else 'as it comes (not pinned)'}")
     print("\n| model | threads | Torch-Pruning + freeze + optimize_for_inference | mcompress pruned + the same"
-          " deploy step | mcompress as saved by optimize_inference | (before: saved channels-last) |"
-          " load at end |\n|---|---|---|---|---|---|---|")
+          " deploy step | mcompress as saved by optimize_inference | mcompress pruned + int8_quant |"
+          " (before: saved channels-last) | load at end |\n|---|---|---|---|---|---|---|---|")
     if not have_tp:
         print("Torch-Pruning not importable (set PYTHONPATH to torch-pruning-1.6.1): its column is skipped")
     rows = []
@@ -164,6 +168,9 @@ def main():
             variants["tp_ofi"] = deploy(torch.jit.script(tp_model))
         variants["mc_ofi"] = deploy(torch.jit.load(os.path.join(args.model_dir, f"{name}-pruned.pt")))
         variants["mc_saved"] = torch.jit.load(os.path.join(args.model_dir, f"{name}-pruned-optimized.pt"))
+        int8 = os.path.join(args.model_dir, f"{name}-pruned-int8.pt")
+        if os.path.exists(int8):
+            variants["mc_int8"] = torch.jit.load(int8)
         channels_last = os.path.join(args.model_dir, f"{name}-pruned-channels-last.pt")
         if os.path.exists(channels_last):
             variants["mc_cl"] = torch.jit.load(channels_last)
@@ -196,6 +203,7 @@ def format_row(row):
     def column(key):
         return f"{cell(t[key])}; {mc}" if key in t else "-"
     return (f"| {row['model']} | {row['threads']} | {tp} | {column('mc_ofi')} | {column('mc_saved')} | "
+            f"{cell(t['mc_int8']) if 'mc_int8' in t else '-'} | "
             f"{cell(t['mc_cl']) if 'mc_cl' in t else '-'} | {row['load']:.2f} |")
 
 

@@ -6,7 +6,8 @@
 //   build/bin/mcompress_prune_bench [--models resnet50,mobilenet_v2] [--sparsity 0.5]
 //       [--threads 2,1] [--batches 1,16] [--resolution 224] [--round-to 1] [--repeats 5] [--prune-only] [--ignore-load]
 //       [--save-dir DIR]   (also writes DIR/<model>-pruned.pt, -pruned-optimized.pt (as the
-//                           optimize_inference pass saves it), -pruned-channels-last.pt,
+//                           optimize_inference pass saves it), -pruned-int8.pt (int8_quant's
+//                           static int8 model of the pruned one), -pruned-channels-last.pt,
 //                           -optimized.pt and -stats.json: MACs and parameters before and after)
 //
 // Prints one Markdown table; with several models, each is measured in a
@@ -37,6 +38,7 @@
 #include <mcompress/models/inference_optimization.h>
 #include <mcompress/models/model_stats.h>
 #include <mcompress/models/module_copy.h>
+#include <mcompress/quantization/static_int8.h>
 
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
@@ -251,6 +253,12 @@ int main(int argc, char** argv) try {
       pruned_optimized.save((o.save_dir / (name + "-pruned-channels-last.pt")).string());
       mcompress::optimize_for_cpu_inference(pruned, onednn).save((o.save_dir / (name + "-pruned-optimized.pt")).string());
       original_optimized.save((o.save_dir / (name + "-optimized.pt")).string());
+      // The pruned model as int8_quant writes it, calibrated on random images
+      // (the weights are random too; this file is for timing).
+      std::vector<torch::Tensor> calibration;
+      for (int i = 0; i < 4; ++i) calibration.push_back(torch::randn_like(example));
+      mcompress::quantize_static_int8(pruned, calibration).model.save(
+          (o.save_dir / (name + "-pruned-int8.pt")).string());
       // What bench/deploy_compare.py reports beside its timings.
       std::ofstream(o.save_dir / (name + "-stats.json"))
           << fmt::format("{{\"macs_before\": {:.0f}, \"macs_after\": {:.0f}, \"params_before\": {},"
