@@ -19,6 +19,7 @@
 #include "test_support.h"
 
 namespace fs = std::filesystem;
+using mcompress::testing::error_of;
 using mcompress::testing::read_text;
 using mcompress::testing::run_command;
 using mcompress::testing::TempDir;
@@ -118,16 +119,6 @@ void expect_close(const torch::Tensor& actual, const torch::Tensor& expected, do
   const double scale = expected.abs().max().item<double>();
   const double error = (actual - expected).abs().max().item<double>();
   EXPECT_LE(error, relative * scale) << what << ": max error " << error << " for logits up to " << scale;
-}
-
-std::string error_of(const std::function<void()>& action) {
-  try {
-    action();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "no mcompress::Error was thrown";
-  return "";
 }
 
 json read_json(const fs::path& path) { return json::parse(read_text(path)); }

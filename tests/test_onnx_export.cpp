@@ -41,6 +41,9 @@
 #include "torchvision_models.h"
 
 namespace fs = std::filesystem;
+using mcompress::testing::quoted;
+using mcompress::testing::contains;
+using mcompress::testing::error_of;
 using mcompress::testing::read_text;
 using mcompress::testing::run_command;
 using mcompress::testing::TempDir;
@@ -51,20 +54,6 @@ namespace mcompress {
 namespace {
 
 const fs::path kJsDir = fs::path(MCOMPRESS_SOURCE_DIR) / "tests" / "js";
-
-std::string quoted(const fs::path& path) { return "'" + path.string() + "'"; }
-
-bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
-
-std::string error_of(const std::function<void()>& action) {
-  try {
-    action();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "no mcompress::Error was thrown";
-  return "";
-}
 
 // ------------------------------------------------------------- references
 

@@ -1,6 +1,7 @@
 #pragma once
 // Helpers shared by the test executables.
 #include <filesystem>
+#include <functional>
 #include <string>
 
 namespace mcompress::testing {
@@ -26,5 +27,14 @@ CommandResult run_command(const std::string& command);
 
 void write_text(const std::filesystem::path& path, const std::string& text);
 std::string read_text(const std::filesystem::path& path);
+
+// `path` in single quotes, for a shell command line.
+std::string quoted(const std::filesystem::path& path);
+
+bool contains(const std::string& text, const std::string& part);
+
+// The message of the mcompress::Error that `action` throws; a test failure
+// (and "") when it throws none.
+std::string error_of(const std::function<void()>& action);
 
 }  // namespace mcompress::testing

@@ -17,6 +17,7 @@
 #include "tokenizer_test_texts.h"
 
 namespace fs = std::filesystem;
+using mcompress::testing::quoted;
 using mcompress::Tokenizer;
 using mcompress::testing::read_text;
 using mcompress::testing::run_command;
@@ -40,8 +41,6 @@ struct Reference {
   std::string decoded;
   std::string decoded_skipping_special;
 };
-
-std::string quoted(const fs::path& path) { return "'" + path.string() + "'"; }
 
 // Runs tests/js/tokenize_reference.mjs on the tokenizer in `directory`.
 std::vector<Reference> js_reference(const fs::path& directory, const std::vector<std::string>& texts) {
