@@ -240,5 +240,24 @@ TEST(FuzzFindings, AliasCyclesAndBombsAreRefused) {
             std::string::npos);
 }
 
+// fuzz_tokenizer (CI): an added token's flag holding a number
+// (`"single_word": 4`) made nlohmann::json throw type_error out of
+// Tokenizer::from_json, which nothing expects. Flags are checked, and a
+// field of any other section with the wrong JSON type is an Error that names
+// the file.
+TEST(FuzzFindings, TokenizerFieldsOfTheWrongJsonTypeAreErrorsThatNameTheFile) {
+  const std::string model = R"("model": {"type": "BPE", "vocab": {"a": 0, "b": 1}, "merges": []})";
+  const std::string flag = error_of([&] {
+    Tokenizer::from_json("{" + model + R"(, "added_tokens": [{"id": 0, "content": "<unk>", "single_word": 4}]})", "",
+                         "flag.json");
+  });
+  EXPECT_NE(flag.find("flag.json: added_tokens[0].single_word must be true or false"), std::string::npos) << flag;
+  const std::string field = error_of([&] {
+    Tokenizer::from_json("{" + model + R"(, "decoder": {"type": "Strip", "content": " ", "start": "one"}})", "",
+                         "field.json");
+  });
+  EXPECT_NE(field.find("field.json: a field holds the wrong kind of JSON value"), std::string::npos) << field;
+}
+
 }  // namespace
 }  // namespace mcompress

@@ -233,6 +233,14 @@ TEST(Tokenizer, MalformedFilesNameTheFileAndTheProblem) {
   bad_regex["pre_tokenizer"] = {{"type", "Split"}, {"pattern", {{"Regex", "(unclosed"}}}, {"behavior", "Isolated"}};
   expect_error(load_error(bad_regex.dump()), "does not compile");
 
+  nlohmann::json bad_flag = small_tokenizer();
+  bad_flag["added_tokens"] = {{{"id", 0}, {"content", "<unk>"}, {"single_word", 4}}};
+  expect_error(load_error(bad_flag.dump()), "added_tokens[0].single_word must be true or false");
+
+  nlohmann::json bad_field_type = small_tokenizer();
+  bad_field_type["pre_tokenizer"] = {{"type", "ByteLevel"}, {"add_prefix_space", "yes"}};
+  expect_error(load_error(bad_field_type.dump()), "wrong kind of JSON value");
+
   std::string config_error = load_error(small_tokenizer().dump(), "{\"bos_token\": \"<missing>\"}");
   expect_error(config_error, "bos_token \"<missing>\" is not a token");
 

@@ -33,10 +33,17 @@ AddedTokens::AddedTokens(const nlohmann::json& entries, const std::string& sourc
     AddedToken token;
     token.content = entry["content"].get<std::string>();
     token.id = entry["id"].get<int64_t>();
-    token.special = entry.value("special", false);
-    token.lstrip = entry.value("lstrip", false);
-    token.rstrip = entry.value("rstrip", false);
-    token.single_word = entry.value("single_word", false);
+    auto flag = [&](const char* key) {
+      auto it = entry.find(key);
+      if (it == entry.end() || it->is_null()) return false;
+      if (!it->is_boolean())
+        throw Error(fmt::format("{}: added_tokens[{}].{} must be true or false; fix the file", source, i, key));
+      return it->get<bool>();
+    };
+    token.special = flag("special");
+    token.lstrip = flag("lstrip");
+    token.rstrip = flag("rstrip");
+    token.single_word = flag("single_word");
     if (token.content.empty()) continue;
     by_content_[token.content] = tokens_.size();
     by_id_[token.id] = tokens_.size();

@@ -116,7 +116,10 @@ Tokenizer Tokenizer::from_json(const std::string& tokenizer_json, const std::str
 }
 
 std::unique_ptr<Tokenizer::Impl> Tokenizer::load(const std::string& tokenizer_json, const std::string& source,
-                                                 const std::string& config_json, const std::string& config_source) {
+                                                 const std::string& config_json, const std::string& config_source)
+// The sections are read field by field; a field of another JSON type than the
+// one expected is the file's fault, said with the file's name.
+try {
   nlohmann::json root = parse_json(tokenizer_json, source);
   if (!root.is_object()) throw Error(fmt::format("{}: must hold a JSON object; fix the file", source));
   auto model = root.find("model");
@@ -179,6 +182,8 @@ std::unique_ptr<Tokenizer::Impl> Tokenizer::load(const std::string& tokenizer_js
     }
   }
   return impl;
+} catch (const nlohmann::json::exception& e) {
+  throw Error(fmt::format("{}: a field holds the wrong kind of JSON value ({}); fix the file", source, e.what()));
 }
 
 std::vector<int64_t> Tokenizer::encode(std::string_view text, bool add_special_tokens) const {
