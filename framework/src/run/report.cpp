@@ -93,6 +93,11 @@ Table build_table(const std::vector<StageOutcome>& outcomes) {
   const bool decode = metric(base, "decode_tokens_per_s").has_value();
   if (tokens) t.header.insert(t.header.begin() + 5, "Perplexity");
   if (decode) t.header.push_back("Decode (tok/s)");
+  // Where the probe found ONNX Runtime and the stage exported to ONNX.
+  const bool onnx_runtime = std::any_of(outcomes.begin(), outcomes.end(), [](const StageOutcome& o) {
+    return metric(o, "onnxruntime_latency_b1_median_ms").has_value();
+  });
+  if (onnx_runtime) t.header.push_back("ONNX Runtime b1 (ms)");
   const auto base_acc = metric(base, "accuracy");
   for (const auto& o : outcomes) {
     const auto acc = metric(o, "accuracy");
@@ -120,6 +125,7 @@ Table build_table(const std::vector<StageOutcome>& outcomes) {
     if (decode)
       t.rows.back().push_back(
           with_ratio(metric(o, "decode_tokens_per_s"), metric(base, "decode_tokens_per_s"), per_second));
+    if (onnx_runtime) t.rows.back().push_back(latency_cell(o, base, "onnxruntime_latency_b1_median_ms"));
   }
   return t;
 }

@@ -26,7 +26,8 @@ nlohmann::json to_json(const StageOutcome& outcome);
 StageOutcome stage_outcome_from_json(const nlohmann::json& json);
 
 // Stage | Pass | Status | Accuracy | Δ acc | Latency b1 | Latency bN | Size | Params | MACs,
-// with deltas relative to the baseline (the first outcome).
+// with deltas relative to the baseline (the first outcome); perplexity,
+// decode speed and ONNX Runtime's batch-1 latency where the stages have them.
 std::string summary_table(const std::vector<StageOutcome>& outcomes);
 std::string summary_markdown(const std::string& title, const std::vector<StageOutcome>& outcomes);
 
