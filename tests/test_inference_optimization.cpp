@@ -4,6 +4,8 @@
 // form, convolutions run on oneDNN weights reordered at load), and the saved
 // file runs in plain PyTorch with the same outputs.
 #include <gtest/gtest.h>
+
+#include <fmt/format.h>
 #include <torch/script.h>
 #include <unistd.h>
 
@@ -101,21 +103,49 @@ TEST(InferenceOptimization, OneDnnFormSavesAndReloadsWithTheSameOutputs) {
   options.onednn = true;
   for (const std::string name : {"resnet18", "mobilenet_v2", "resnext50_32x4d"}) {
     SCOPED_TRACE(name);
-    const Module original = torch::jit::load(mcompress::testing::scripted_torchvision_model(name).string());
+    const Module original = torch::jit::load(mcompress::testing::scripted_torchvision_model(name, true).string());
     const torch::Tensor input = input_of({2, 3, 64, 64});
     const torch::Tensor expected = run(original, input);
     const Module optimized = mcompress::optimize_for_cpu_inference(original, options);
     EXPECT_EQ(count_ops(optimized, "aten::batch_norm"), 0);
     EXPECT_EQ(count_ops(optimized, "aten::conv2d"), 0);
     EXPECT_GT(count_ops(optimized, "prim::mkldnn_convolution"), 0);
-    // The classifier too: no BLAS product whose speed depends on BLAS threading.
+    // The classifier too, as a 1x1 convolution on the pooled features: no BLAS
+    // product whose speed depends on BLAS threading.
     EXPECT_EQ(count_ops(optimized, "aten::matmul"), 0);
-    EXPECT_EQ(count_ops(optimized, "aten::mkldnn_linear"), 1);
+    EXPECT_EQ(count_ops(optimized, "aten::mkldnn_linear"), 0);
+    EXPECT_EQ(count_ops(optimized, "aten::flatten"), 1);
+    // ReLU6 stays in oneDNN's layout: no round trip through a plain tensor.
+    if (name == "mobilenet_v2") {
+      EXPECT_EQ(count_ops(optimized, "prim::MKLDNNHardSigmoid_"), 35);
+      EXPECT_EQ(count_ops(optimized, "aten::hardtanh"), 0);
+      EXPECT_EQ(count_ops(optimized, "aten::to_dense"), 2);  // the classifier's output; the last features for their size
+    }
     expect_close(run(optimized, input), expected);
     EXPECT_EQ(mcompress::count_macs(optimized, input), mcompress::count_macs(original, input));
     expect_close(run(mcompress::deep_copy(optimized), input), expected);  // as the host copies stages
     expect_runs_in_plain_pytorch(optimized, input, expected, name);
   }
+}
+
+// The channels-last form without BLAS (what the pass keeps when it times
+// faster): every convolution calls oneDNN's, the classifier is a oneDNN 1x1
+// convolution, and plain PyTorch runs the file.
+TEST(InferenceOptimization, ChannelsLastFormWithoutBlasRunsEveryProductInOneDnn) {
+  mcompress::InferenceOptions options;
+  options.without_blas = true;
+  const Module original = torch::jit::load(mcompress::testing::scripted_torchvision_model("resnet18", true).string());
+  const torch::Tensor input = input_of({2, 3, 64, 64});
+  const torch::Tensor expected = run(original, input);
+  const Module optimized = mcompress::optimize_for_cpu_inference(original, options);
+  EXPECT_EQ(count_ops(optimized, "aten::batch_norm"), 0);
+  EXPECT_EQ(count_ops(optimized, "prim::mkldnn_convolution"), 1);
+  EXPECT_EQ(count_ops(optimized, "aten::linear") + count_ops(optimized, "aten::matmul"), 0);
+  EXPECT_EQ(count_ops(optimized, "aten::conv2d"), 0);
+  EXPECT_EQ(count_ops(optimized, "aten::mkldnn_convolution"), 20);
+  expect_close(run(optimized, input), expected);
+  EXPECT_EQ(mcompress::count_macs(optimized, input), mcompress::count_macs(original, input));
+  expect_runs_in_plain_pytorch(optimized, input, expected, "resnet18-channels-last");
 }
 
 TEST(InferenceOptimization, NonImageInputsPassThroughUnchanged) {
@@ -139,6 +169,7 @@ TEST(InferenceOptimization, ThePassReplacesTheModelAndSaysWhatItDid) {
   mcompress::Params params;
   params.set("channels_last", true);
   params.set("onednn", false);
+  params.set("choose_by_timing", false);
   mcompress::NullLogger log;
   mcompress::NullProgress progress;
   mcompress::PassContext context;
@@ -156,8 +187,28 @@ TEST(InferenceOptimization, ThePassReplacesTheModelAndSaysWhatItDid) {
   params.set("onednn", true);
   context.model = original;
   const auto onednn = pass.run(context);
-  EXPECT_EQ(onednn.summary, "frozen for CPU inference, 20 oneDNN convolutions; every BatchNorm folded");
-  EXPECT_EQ(onednn.stats.at("onednn_convolutions"), 20);
+  // ResNet-18's 20 convolutions and its classifier, a 1x1 convolution on the pooled features.
+  EXPECT_EQ(onednn.summary, "frozen for CPU inference, 21 oneDNN convolutions; every BatchNorm folded");
+  EXPECT_EQ(onednn.stats.at("onednn_convolutions"), 21);
+  expect_close(run(context.model, input), run(original, input));
+
+  // Both forms timed on the example input; the faster one is kept, and said.
+  params.set("choose_by_timing", true);
+  context.model = original;
+  context.example_input = input;
+  const auto timed = pass.run(context);
+  const double onednn_ms = timed.stats.at("onednn_ms"), channels_last_ms = timed.stats.at("channels_last_ms");
+  EXPECT_GT(onednn_ms, 0);
+  EXPECT_GT(channels_last_ms, 0);
+  const bool onednn_kept = onednn_ms <= channels_last_ms;
+  EXPECT_EQ(timed.stats.at("form_chosen_by_timing"), onednn_kept ? "onednn" : "channels_last");
+  // Either way the classifier runs in oneDNN (a 1x1 convolution), not in BLAS.
+  EXPECT_EQ(timed.stats.at("onednn_convolutions").get<int64_t>(), onednn_kept ? 21 : 1);
+  EXPECT_EQ(count_ops(context.model, "aten::linear") + count_ops(context.model, "aten::matmul"), 0);
+  EXPECT_NE(timed.summary.find(fmt::format("(faster at batch 1: oneDNN {:.3f} ms, channels-last {:.3f} ms)",
+                                           onednn_ms, channels_last_ms)),
+            std::string::npos)
+      << timed.summary;
   expect_close(run(context.model, input), run(original, input));
 }
 

@@ -8,7 +8,10 @@
 #include <mcompress/models/inference_optimization.h>
 #include <mcompress/sdk/plugin.h>
 
+#include <fmt/format.h>
+
 #include <memory>
+#include <string>
 
 namespace {
 
@@ -22,6 +25,9 @@ mcompress::PassInfo make_info() {
                                  "oneDNN convolutions in oneDNN's layout with fused relu/add, weights reordered"
                                  " when the model loads (as fast as torch.jit.optimize_for_inference; not for"
                                  " ONNX export)"),
+      mcompress::ParamSpec::Bool("choose_by_timing", true,
+                                 "with onednn: build the channels-last form too, time both at batch 1 on the"
+                                 " example input and keep the faster (the stats give both times)"),
       mcompress::ParamSpec::Bool("channels_last", true,
                                  "without onednn (or where its graph cannot be saved): store conv weights and 4-D"
                                  " activations channels-last")};
@@ -46,7 +52,10 @@ class OptimizeInference final : public mcompress::Pass {
     mcompress::InferenceOptions options;
     options.channels_last = context.params->get_bool("channels_last");
     options.onednn = context.params->get_bool("onednn");
-    context.model = mcompress::optimize_for_cpu_inference(context.model, options);
+    if (context.params->get_bool("choose_by_timing") && context.example_input.defined())
+      options.timing_input = context.example_input;
+    mcompress::InferenceFormTiming timing;
+    context.model = mcompress::optimize_for_cpu_inference(context.model, options, &timing);
     const int64_t left = count_ops(context.model, "aten::batch_norm");
     const int64_t onednn_convolutions = count_ops(context.model, "prim::mkldnn_convolution");
     const bool channels_last = options.channels_last && onednn_convolutions == 0;
@@ -54,10 +63,18 @@ class OptimizeInference final : public mcompress::Pass {
     result.stats = {{"channels_last", channels_last},
                     {"onednn_convolutions", onednn_convolutions},
                     {"batch_norms_left", left}};
+    std::string timed;
+    if (!timing.chosen.empty()) {
+      result.stats["form_chosen_by_timing"] = timing.chosen;
+      result.stats["onednn_ms"] = timing.onednn_ms;
+      result.stats["channels_last_ms"] = timing.channels_last_ms;
+      timed = fmt::format(" (faster at batch 1: oneDNN {:.3f} ms, channels-last {:.3f} ms)", timing.onednn_ms,
+                          timing.channels_last_ms);
+    }
     result.summary = std::string("frozen for CPU inference") +
                      (onednn_convolutions > 0 ? ", " + std::to_string(onednn_convolutions) + " oneDNN convolutions"
                                               : (options.onednn ? " (oneDNN form not saveable)" : "")) +
-                     (channels_last ? ", channels-last" : "") +
+                     (channels_last ? ", channels-last" : "") + timed +
                      (left == 0 ? "; every BatchNorm folded" : "; " + std::to_string(left) + " BatchNorm ops left");
     return result;
   }

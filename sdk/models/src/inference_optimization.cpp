@@ -1,8 +1,14 @@
 #include "mcompress/models/inference_optimization.h"
 
 #include <torch/csrc/jit/api/module.h>
+#include <torch/csrc/jit/passes/dead_code_elimination.h>
 
 #include <fmt/format.h>
+
+#include <algorithm>
+#include <chrono>
+#include <optional>
+#include <vector>
 
 #include "mcompress/sdk/error.h"
 #include "mcompress/models/module_copy.h"
@@ -24,21 +30,82 @@ void convert_constants_to_channels_last(torch::jit::Block* block) {
   }
 }
 
+// PyTorch runs a small convolution at batch 1 (at most 20480 input values,
+// 1x1 or 3x3, ungrouped) in its native path, im2col and a BLAS product, whose
+// speed then depends on BLAS threading (Debian's OpenBLAS spins its own
+// threads beside OpenMP's). Calling oneDNN's convolution directly sends
+// every convolution with a constant weight through oneDNN whatever its size.
+void run_convolutions_in_onednn(torch::jit::Block* block) {
+  for (torch::jit::Node* node : block->nodes()) {
+    for (torch::jit::Block* inner : node->blocks()) run_convolutions_in_onednn(inner);
+    if (node->kind() != c10::aten::conv2d || node->inputs().size() != 7 ||
+        node->input(1)->node()->kind() != c10::prim::Constant)
+      continue;
+    // conv2d(input, weight, bias, stride, padding, dilation, groups) ->
+    // mkldnn_convolution(input, weight, bias, padding, stride, dilation, groups)
+    torch::jit::WithInsertPoint insert_here(node);
+    torch::jit::Value* onednn = node->owningGraph()->insert(
+        c10::aten::mkldnn_convolution,
+        {node->input(0), node->input(1), node->input(2), node->input(4), node->input(3), node->input(5), node->input(6)});
+    node->output()->replaceAllUsesWith(onednn);
+  }
+}
+
+// Median milliseconds per call of each model on `input`: warm-up calls, then
+// alternating rounds so a slow moment of a shared machine falls on both.
+std::vector<double> median_ms(std::vector<torch::jit::Module> models, const torch::Tensor& input) {
+  torch::NoGradGuard no_grad;
+  using Clock = std::chrono::steady_clock;
+  std::vector<std::vector<double>> times(models.size());
+  for (auto& model : models)
+    for (int i = 0; i < 3; ++i) model.forward({input});
+  for (int round = 0; round < 7; ++round) {
+    for (size_t m = 0; m < models.size(); ++m) {
+      // At least 3 calls and about 20 ms a round.
+      const auto round_start = Clock::now();
+      for (int call = 0; call < 3 || Clock::now() - round_start < std::chrono::milliseconds(20); ++call) {
+        const auto start = Clock::now();
+        models[m].forward({input});
+        times[m].push_back(std::chrono::duration<double, std::milli>(Clock::now() - start).count());
+      }
+    }
+  }
+  std::vector<double> medians;
+  for (auto& t : times) {
+    std::nth_element(t.begin(), t.begin() + t.size() / 2, t.end());
+    medians.push_back(t[t.size() / 2]);
+  }
+  return medians;
+}
+
 }  // namespace
 
-torch::jit::Module optimize_for_cpu_inference(const torch::jit::Module& model, const InferenceOptions& options) {
+torch::jit::Module optimize_for_cpu_inference(const torch::jit::Module& model, const InferenceOptions& options,
+                                              InferenceFormTiming* timing) {
   if (!model.find_method("forward")) throw Error("the model has no forward method to optimise");
   torch::jit::Module copy = deep_copy(model);
   copy.eval();
   if (options.onednn) {
+    std::optional<torch::jit::Module> saveable;
     try {
       // oneDNN's blocked layout replaces channels-last, so no input conversion.
       torch::jit::Module optimized = torch::jit::freeze(copy, c10::nullopt, /*optimize_numerics=*/true);
       optimized = torch::jit::optimize_for_inference(optimized);
       std::string why_not;
-      if (auto saveable = detail::saveable_onednn_module(optimized, why_not)) return *saveable;
+      saveable = detail::saveable_onednn_module(optimized, why_not);
     } catch (const c10::Error&) {
       // The plain frozen form below reports what is wrong with the model.
+    }
+    if (saveable && !options.timing_input.defined()) return *saveable;
+    if (saveable) {
+      InferenceOptions plain = options;
+      plain.onednn = false;
+      plain.without_blas = true;  // neither form's speed then depends on BLAS threading
+      torch::jit::Module channels_last = optimize_for_cpu_inference(model, plain);
+      const auto ms = median_ms({*saveable, channels_last}, options.timing_input);
+      const bool onednn_faster = ms[0] <= ms[1];
+      if (timing) *timing = {onednn_faster ? "onednn" : "channels_last", ms[0], ms[1]};
+      return onednn_faster ? *saveable : channels_last;
     }
   }
   torch::jit::Module target = copy;
@@ -65,6 +132,13 @@ def forward(self, x):
   if (options.channels_last) {
     auto graph = frozen.get_method("forward").graph();
     convert_constants_to_channels_last(graph->block());
+  }
+  if (options.without_blas) {
+    auto graph = frozen.get_method("forward").graph();
+    run_convolutions_in_onednn(graph->block());
+    torch::jit::EliminateDeadCode(graph);
+    std::string why_not;  // then the frozen form as it is
+    if (auto routed = detail::saveable_onednn_module(frozen, why_not)) return *routed;
   }
   return frozen;
 }

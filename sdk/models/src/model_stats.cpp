@@ -41,8 +41,9 @@ CostKind cost_kind(const Node* node) {
                : CostKind::Convolution;
   }
   if (kind == "aten::matmul" || kind == "aten::mm" || kind == "aten::bmm") return CostKind::MatMul;
-  // What optimize_inference's oneDNN form runs (inference_optimization.h).
+  // What optimize_inference's oneDNN and BLAS-free forms run (inference_optimization.h).
   if (kind == "prim::mkldnn_convolution") return CostKind::OneDnnConvolution;
+  if (kind == "aten::mkldnn_convolution") return CostKind::Convolution;
   return CostKind::None;
 }
 

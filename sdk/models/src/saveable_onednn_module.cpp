@@ -2,8 +2,10 @@
 
 #include <torch/csrc/jit/api/function_impl.h>
 #include <torch/csrc/jit/ir/ir.h>
+#include <torch/csrc/jit/passes/dead_code_elimination.h>
 #include <torch/jit.h>
 
+#include <functional>
 #include <sstream>
 #include <vector>
 
@@ -17,8 +19,9 @@ using torch::jit::Node;
 using torch::jit::Value;
 
 // TorchScript for the ops optimize_for_inference inserts that cannot be
-// printed: BroadcastMKLDNNTensors (its schema is variadic) and
-// MKLDNNHardTanh_ (its bounds are node attributes); and for its classifier,
+// printed: BroadcastMKLDNNTensors (its schema is variadic) and an
+// MKLDNNHardTanh_ not expressed through hardsigmoid (its bounds are node
+// attributes); and for its classifier,
 // which it leaves as a dense matmul.
 constexpr const char* kHelperSource = R"(
 def broadcast_onednn(a: Tensor, b: Tensor) -> Tuple[Tensor, Tensor]:
@@ -46,26 +49,109 @@ struct OneDnnWeight {
   std::string expression;  // TorchScript that rebuilds `onednn` from `w`
 };
 
-std::string int_list(const Value* value) {
-  auto list = torch::jit::toIValue(value);
-  if (!list || !list->isIntList()) return "";
-  return fmt::format("[{}]", fmt::join(list->toIntVector(), ", "));
+bool is_kind(const Node* node, const char* kind) { return node->kind().toQualString() == std::string(kind); }
+
+struct ConvolutionShape {
+  std::vector<int64_t> stride, padding, dilation;
+  int64_t groups;
+};
+
+// prim::mkldnn_convolution(input, weight, bias, stride, padding, dilation, groups)
+std::optional<ConvolutionShape> convolution_shape(const Node* convolution) {
+  if (!is_kind(convolution, "prim::mkldnn_convolution")) return std::nullopt;
+  auto stride = torch::jit::toIValue(convolution->input(3)), padding = torch::jit::toIValue(convolution->input(4)),
+       dilation = torch::jit::toIValue(convolution->input(5)), groups = torch::jit::toIValue(convolution->input(6));
+  if (!stride || !stride->isIntList() || !padding || !padding->isIntList() || !dilation || !dilation->isIntList() ||
+      !groups || !groups->isInt())
+    return std::nullopt;
+  return ConvolutionShape{stride->toIntVector(), padding->toIntVector(), dilation->toIntVector(), groups->toInt()};
 }
 
 // A convolution weight is reordered for its convolution, as the pass did.
 std::string rebuild_expression(const Node* constant) {
   for (const auto& use : constant->output()->uses()) {
-    const Node* user = use.user;
-    if (user->kind().toQualString() != std::string("prim::mkldnn_convolution") || use.offset != 1) continue;
-    // (input, weight, bias, stride, padding, dilation, groups)
-    const std::string stride = int_list(user->input(3)), padding = int_list(user->input(4)),
-                      dilation = int_list(user->input(5));
-    auto groups = torch::jit::toIValue(user->input(6));
-    if (stride.empty() || padding.empty() || dilation.empty() || !groups || !groups->isInt()) break;
-    return fmt::format("torch.mkldnn_reorder_conv2d_weight(w.to_mkldnn(), {}, {}, {}, {})", padding, stride,
-                       dilation, groups->toInt());
+    if (use.offset != 1) continue;
+    auto shape = convolution_shape(use.user);
+    if (!shape) continue;
+    return fmt::format("torch.mkldnn_reorder_conv2d_weight(w.to_mkldnn(), [{}], [{}], [{}], {})",
+                       fmt::join(shape->padding, ", "), fmt::join(shape->stride, ", "),
+                       fmt::join(shape->dilation, ", "), shape->groups);
   }
   return "w.to_mkldnn()";
+}
+
+// The plain form of a oneDNN constant; grouped convolution weights are
+// [groups, out/groups, in/groups, kh, kw] in oneDNN.
+at::Tensor plain_tensor(const Node* constant) {
+  at::Tensor plain = constant->t(c10::attr::value).to_dense();
+  if (plain.dim() == 5) plain = plain.reshape({plain.size(0) * plain.size(1), plain.size(2), plain.size(3), plain.size(4)});
+  return plain.contiguous();
+}
+
+Value* insert_onednn_constant(Graph& graph, const at::Tensor& onednn) {
+  Node* constant = graph.create(c10::Symbol::fromQualString("prim::ConstantMKLDNNTensor"));
+  constant->t_(c10::attr::value, onednn);
+  constant->output()->setType(c10::TensorType::get());
+  return graph.insertNode(constant)->output();
+}
+
+// Gives `convolution` its own copy of its weight (input 1) or bias (input 2)
+// with `change` applied, laid out as the pass laid it out.
+void change_convolution_constant(Graph& graph, Node* convolution, size_t input,
+                                 const std::function<at::Tensor(const at::Tensor&)>& change) {
+  Node* old = convolution->input(input)->node();
+  const at::Tensor changed = change(plain_tensor(old));
+  at::Tensor onednn = changed.to_mkldnn();
+  if (input == 1) {
+    const ConvolutionShape shape = *convolution_shape(convolution);
+    onednn = at::mkldnn_reorder_conv2d_weight(onednn, shape.padding, shape.stride, shape.dilation, shape.groups);
+  }
+  torch::jit::WithInsertPoint insert_here(convolution);
+  convolution->replaceInput(input, insert_onednn_constant(graph, onednn));
+  if (!old->hasUses()) old->destroy();
+}
+
+bool convolution_with_constants(const Node* node) {
+  return convolution_shape(node) && is_kind(node->input(1)->node(), "prim::ConstantMKLDNNTensor") &&
+         is_kind(node->input(2)->node(), "prim::ConstantMKLDNNTensor");
+}
+
+// ReLU6, and any hardtanh from 0 to `high`: the pass's in-place oneDNN
+// hardtanh keeps its bounds in node attributes, which a saved model loses;
+// its hardsigmoid has none, and hardtanh(x, 0, high) =
+// high * hardsigmoid(6x/high - 3). The affine map before goes into the
+// convolution that makes x, the factor after into the convolution that reads
+// the result (else one in-place multiply), so it costs the one in-place pass
+// over the activations the hardtanh cost.
+void express_hardtanh_through_hardsigmoid(Graph& graph) {
+  std::vector<Node*> hardtanhs;  // first: rewriting one destroys constants that follow it
+  for (Node* node : graph.nodes())
+    if (is_kind(node, "prim::MKLDNNHardTanh_")) hardtanhs.push_back(node);
+  for (Node* node : hardtanhs) {
+    const double low = node->f(c10::Symbol::attr("min_val")), high = node->f(c10::Symbol::attr("max_val"));
+    Value* x = node->input(0);
+    Node* producer = x->node();
+    if (low != 0 || !(high > 0) || x->uses().size() != 1 || !convolution_with_constants(producer)) continue;
+    const double scale = 6 / high;
+    if (scale != 1) change_convolution_constant(graph, producer, 1, [&](const at::Tensor& w) { return w * scale; });
+    change_convolution_constant(graph, producer, 2, [&](const at::Tensor& b) { return b * scale - 3; });
+
+    torch::jit::WithInsertPoint insert_here(node);
+    Value* result =
+        graph.insertNode(graph.create(c10::Symbol::fromQualString("prim::MKLDNNHardSigmoid_"), {x}))->output();
+    result->setType(c10::TensorType::get());
+    const auto& uses = node->output()->uses();
+    if (uses.size() == 1 && uses[0].offset == 0 && convolution_with_constants(uses[0].user)) {
+      change_convolution_constant(graph, uses[0].user, 1, [&](const at::Tensor& w) { return w * high; });
+    } else {
+      Value* factor = graph.insertConstant(high);
+      result = graph.insertNode(graph.create(c10::Symbol::fromQualString("prim::MKLDNNScalarMul_"), {result, factor}))
+                   ->output();
+      result->setType(c10::TensorType::get());
+    }
+    node->output()->replaceAllUsesWith(result);
+    node->destroy();
+  }
 }
 
 void collect_constants(torch::jit::Block* block, std::vector<Node*>& found) {
@@ -93,47 +179,119 @@ std::optional<at::Tensor> constant_tensor(const Value* value) {
   return held->toTensor();
 }
 
-// optimize_for_inference turns a linear layer into matmul(x, weight^T) + bias,
-// a product OpenBLAS runs: with Debian's OpenBLAS spinning its own threads
-// beside OpenMP's, its speed would depend on how the caller set BLAS up. On a
-// flattened activation it becomes a oneDNN inner product instead; the
-// weight joins the oneDNN weights (a constant node the caller converts).
-void route_classifier_through_onednn(Graph& graph) {
-  for (auto it = graph.nodes().begin(); it != graph.nodes().end();) {
-    Node* matmul = *it++;
-    if (matmul->kind() != c10::aten::matmul || matmul->input(0)->node()->kind() != c10::aten::flatten) continue;
-    auto transposed = constant_tensor(matmul->input(1));
-    if (!transposed || transposed->dim() != 2 || !transposed->is_floating_point()) continue;
-    Value* bias = nullptr;
-    Node* add = nullptr;
-    if (matmul->output()->uses().size() == 1) {
-      Node* user = matmul->output()->uses()[0].user;
-      auto candidate = user->kind() == c10::aten::add && user->inputs().size() == 3 && user->input(0) == matmul->output()
-                           ? constant_tensor(user->input(1))
-                           : std::nullopt;
-      auto alpha = user->inputs().size() == 3 ? torch::jit::toIValue(user->input(2)) : c10::nullopt;
-      if (candidate && candidate->dim() == 1 && candidate->size(0) == transposed->size(1) && alpha &&
-          alpha->isInt() && alpha->toInt() == 1) {
-        bias = user->input(1);
-        add = user;
-      }
-    }
-    torch::jit::WithInsertPoint insert_here(matmul);
-    Node* weight = graph.create(c10::Symbol::fromQualString("prim::ConstantMKLDNNTensor"));
-    weight->t_(c10::attr::value, transposed->t().contiguous().to_mkldnn());
-    weight->output()->setType(c10::TensorType::get());
-    graph.insertNode(weight);
-    if (!bias) bias = graph.insertConstant(c10::IValue());
-    Value* result = inline_helper(graph, matmul, "linear_onednn", {matmul->input(0), weight->output(), bias}).at(0);
-    if (add) {
-      add->output()->replaceAllUsesWith(result);
-      if (*it == add) ++it;
-      add->destroy();
-    } else {
-      matmul->output()->replaceAllUsesWith(result);
-    }
-    matmul->destroy();
+// The features a classifier reads when they are pooled to 1x1 pixels:
+// x in flatten(adaptive_avg_pool2d(x, [1, 1]), 1, -1), a plain tensor, or in
+// flatten(to_dense(adaptive_avg_pool2d(x, [1, 1])), 1, -1), a oneDNN one.
+struct PooledFeatures {
+  Value* value;
+  bool onednn;
+};
+
+std::optional<PooledFeatures> pooled_features(Node* flatten) {
+  if (flatten->kind() != c10::aten::flatten) return std::nullopt;
+  auto start = torch::jit::toIValue(flatten->input(1)), end = torch::jit::toIValue(flatten->input(2));
+  if (!start || !start->isInt() || start->toInt() != 1 || !end || !end->isInt() || end->toInt() != -1)
+    return std::nullopt;
+  Node* pool = flatten->input(0)->node();
+  const bool onednn = pool->kind() == c10::aten::to_dense;
+  if (onednn) {
+    if (pool->inputs().size() != 2 || !pool->input(1)->type()->cast<c10::NoneType>()) return std::nullopt;
+    pool = pool->input(0)->node();
   }
+  if (pool->kind() != c10::aten::adaptive_avg_pool2d) return std::nullopt;
+  auto size = torch::jit::toIValue(pool->input(1));
+  if (!size || !size->isIntList() || size->toIntVector() != std::vector<int64_t>{1, 1}) return std::nullopt;
+  return PooledFeatures{pool->output(), onednn};
+}
+
+// A classifier: y = x W^T + b on flattened features. optimize_for_inference
+// writes it matmul(x, W^T) followed by add(_, b, 1); freezing leaves linear(x, W, b).
+struct Classifier {
+  Node* product;
+  Node* add = nullptr;  // the matmul's bias
+  at::Tensor weight;    // W
+  Value* bias = nullptr;
+};
+
+std::optional<Classifier> classifier_at(Node* node) {
+  const bool matmul = node->kind() == c10::aten::matmul, linear = node->kind() == c10::aten::linear;
+  if ((!matmul && !linear) || node->input(0)->node()->kind() != c10::aten::flatten) return std::nullopt;
+  auto weight = constant_tensor(node->input(1));
+  if (!weight || weight->dim() != 2 || !weight->is_floating_point()) return std::nullopt;
+  Classifier found{node, nullptr, matmul ? weight->t().contiguous() : weight->contiguous(), nullptr};
+  if (linear) {
+    if (node->inputs().size() != 3) return std::nullopt;
+    if (!node->input(2)->type()->cast<c10::NoneType>()) {
+      if (!constant_tensor(node->input(2))) return std::nullopt;
+      found.bias = node->input(2);
+    }
+    return found;
+  }
+  if (node->output()->uses().size() == 1) {
+    Node* user = node->output()->uses()[0].user;
+    auto candidate = user->kind() == c10::aten::add && user->inputs().size() == 3 && user->input(0) == node->output()
+                         ? constant_tensor(user->input(1))
+                         : std::nullopt;
+    auto alpha = user->inputs().size() == 3 ? torch::jit::toIValue(user->input(2)) : c10::nullopt;
+    if (candidate && candidate->dim() == 1 && candidate->size(0) == found.weight.size(0) && alpha && alpha->isInt() &&
+        alpha->toInt() == 1) {
+      found.bias = user->input(1);
+      found.add = user;
+    }
+  }
+  return found;
+}
+
+// The classifier as a 1x1 oneDNN convolution of the pooled features.
+Value* insert_classifier_convolution(Graph& graph, const Classifier& classifier, const PooledFeatures& features) {
+  const at::Tensor& w = classifier.weight;
+  Value* weight = insert_onednn_constant(
+      graph, at::mkldnn_reorder_conv2d_weight(w.reshape({w.size(0), w.size(1), 1, 1}).to_mkldnn(), {0, 0}, {1, 1},
+                                              {1, 1}, 1));
+  Value* bias = classifier.bias
+                    ? insert_onednn_constant(graph, constant_tensor(classifier.bias)->contiguous().to_mkldnn())
+                    : graph.insertConstant(c10::IValue());
+  Value* input = features.onednn ? features.value : graph.insert(c10::aten::to_mkldnn, {features.value});
+  const std::vector<int64_t> ones{1, 1}, zeros{0, 0};
+  Node* convolution = graph.create(c10::Symbol::fromQualString("prim::mkldnn_convolution"),
+                                   {input, weight, bias, graph.insertConstant(ones), graph.insertConstant(zeros),
+                                    graph.insertConstant(ones), graph.insertConstant(int64_t{1})});
+  convolution->output()->setType(c10::TensorType::get());
+  Value* dense = graph.insert(c10::aten::to_dense, {graph.insertNode(convolution)->output()});
+  return graph.insert(c10::aten::flatten, {dense, int64_t{1}, int64_t{-1}});
+}
+
+// A classifier is a product OpenBLAS runs: with Debian's OpenBLAS spinning
+// its own threads beside OpenMP's, its speed would depend on how the caller
+// set BLAS up. It runs in oneDNN instead: on pooled features as a 1x1
+// convolution, whose weight is reordered once like every convolution's
+// (oneDNN's inner product would reorder a plain weight on every call); on
+// other flattened activations of optimize_for_inference's graph as an inner
+// product. The weight joins the oneDNN weights (a constant node the caller
+// converts).
+void route_classifier_through_onednn(Graph& graph) {
+  std::vector<Classifier> classifiers;  // first: rewriting one destroys the bias add after it
+  for (Node* node : graph.nodes())
+    if (auto found = classifier_at(node)) classifiers.push_back(*found);
+  for (const Classifier& classifier : classifiers) {
+    Node* product = classifier.product;
+    const auto features = pooled_features(product->input(0)->node());
+    if (!features && product->kind() != c10::aten::matmul) continue;
+    torch::jit::WithInsertPoint insert_here(product);
+    Value* result = nullptr;
+    if (features) {
+      result = insert_classifier_convolution(graph, classifier, *features);
+    } else {
+      Value* weight = insert_onednn_constant(graph, classifier.weight.to_mkldnn());
+      Value* bias = classifier.bias ? classifier.bias : graph.insertConstant(c10::IValue());
+      result = inline_helper(graph, product, "linear_onednn", {product->input(0), weight, bias}).at(0);
+    }
+    Node* last = classifier.add ? classifier.add : product;
+    last->output()->replaceAllUsesWith(result);
+    if (classifier.add) classifier.add->destroy();
+    product->destroy();
+  }
+  torch::jit::EliminateDeadCode(graph.block());  // the plain features the product read
 }
 
 // Returns the reason when an op cannot be rewritten.
@@ -155,6 +313,8 @@ std::optional<std::string> rewrite_unprintable_ops(Graph& graph, torch::jit::Blo
       low->node()->moveBefore(node);
       high->node()->moveBefore(node);
       replacement = inline_helper(graph, node, "hardtanh_onednn", {node->input(0), low, high});
+    } else if (kind == "prim::MKLDNNHardSigmoid_" || kind == "prim::MKLDNNScalarMul_") {
+      continue;  // no attributes: printed and loaded as ops.prim.<name>(...)
     } else if (kind.rfind("prim::MKLDNN", 0) == 0) {
       return kind + " (not supported in a saved model)";
     } else {
@@ -187,16 +347,11 @@ std::string state_methods(const std::vector<OneDnnWeight>& weights) {
 std::optional<torch::jit::Module> saveable_onednn_module(const torch::jit::Module& optimized, std::string& why_not) {
   auto graph = optimized.get_method("forward").graph()->copy();
   route_classifier_through_onednn(*graph);
+  express_hardtanh_through_hardsigmoid(*graph);
   std::vector<Node*> constants;
   collect_constants(graph->block(), constants);
   std::vector<OneDnnWeight> weights;
-  for (Node* node : constants) {
-    const at::Tensor onednn = node->t(c10::attr::value);
-    at::Tensor plain = onednn.to_dense();
-    // Grouped convolution weights are [groups, out/groups, in/groups, kh, kw] in oneDNN.
-    if (plain.dim() == 5) plain = plain.reshape({plain.size(0) * plain.size(1), plain.size(2), plain.size(3), plain.size(4)});
-    weights.push_back({plain.contiguous(), onednn, rebuild_expression(node)});
-  }
+  for (Node* node : constants) weights.push_back({plain_tensor(node), node->t(c10::attr::value), rebuild_expression(node)});
   if (auto problem = rewrite_unprintable_ops(*graph, graph->block())) {
     why_not = *problem;
     return std::nullopt;

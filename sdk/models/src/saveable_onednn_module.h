@@ -13,9 +13,11 @@
 
 namespace mcompress::detail {
 
-// `optimized` is the result of torch::jit::optimize_for_inference. Returns a
-// module that runs its forward graph and survives save and load (checked
-// here by doing both), or nullopt with the reason in `why_not`.
+// `optimized` is the result of torch::jit::optimize_for_inference, or any
+// frozen module (whose classifier on pooled features then becomes a oneDNN
+// 1x1 convolution too). Returns a module that runs its forward graph and
+// survives save and load (checked here by doing both), or nullopt with the
+// reason in `why_not`.
 std::optional<torch::jit::Module> saveable_onednn_module(const torch::jit::Module& optimized,
                                                          std::string& why_not);
 

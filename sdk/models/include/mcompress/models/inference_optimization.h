@@ -14,6 +14,8 @@
 // TorchScript archive that PyTorch loads). ONNX export needs the default form.
 #include <torch/script.h>
 
+#include <string>
+
 #include "mcompress/sdk/export.h"
 
 namespace mcompress {
@@ -23,6 +25,26 @@ struct InferenceOptions {
   // oneDNN layout and fusions (above); falls back to the form `channels_last`
   // says when the optimised graph holds an op that cannot be saved.
   bool onednn = false;
+  // Without `onednn`: no product goes through BLAS, whose threading would
+  // decide the speed. Every convolution calls oneDNN's directly (PyTorch
+  // would run small ones at batch 1 as im2col + BLAS), and a classifier on
+  // pooled features becomes a oneDNN 1x1 convolution whose weight is
+  // reordered once when the file loads. Not for ONNX export.
+  bool without_blas = false;
+  // With `onednn`: build the channels-last form too (`without_blas`),
+  // time both on this input
+  // (one batch of the model's input; a few alternating rounds, at the threads
+  // in effect) and keep the faster. oneDNN's layout wins where convolutions
+  // dominate; where elementwise work between them does (EfficientNet's SiLU
+  // and squeeze-excitation), leaving it costs more than it saves. Undefined:
+  // no timing, the oneDNN form.
+  torch::Tensor timing_input;
+};
+
+// What the timing of `InferenceOptions::timing_input` found.
+struct InferenceFormTiming {
+  std::string chosen;  // "onednn" or "channels_last"; empty when nothing was timed
+  double onednn_ms = 0, channels_last_ms = 0;  // median per call
 };
 
 // A frozen, optimised copy of `model` (in eval mode; `model` is unchanged).
@@ -30,6 +52,7 @@ struct InferenceOptions {
 // (they are constants now), so it can no longer be trained. Throws
 // mcompress::Error when the model cannot be frozen (e.g. it has no forward).
 MCOMPRESS_SDK_API torch::jit::Module optimize_for_cpu_inference(const torch::jit::Module& model,
-                                                                const InferenceOptions& options = {});
+                                                                const InferenceOptions& options = {},
+                                                                InferenceFormTiming* timing = nullptr);
 
 }  // namespace mcompress
