@@ -148,6 +148,47 @@ TEST(InferenceOptimization, ChannelsLastFormWithoutBlasRunsEveryProductInOneDnn)
   expect_runs_in_plain_pytorch(optimized, input, expected, "resnet18-channels-last");
 }
 
+// Channel counts that are not multiples of oneDNN's blocks, as pruning
+// leaves them (20), beside whole blocks (32), a depthwise convolution, and a
+// clamp to 4 before pooling. PyTorch 1.13's oneDNN hardsigmoid is wrong on a
+// padded block, so those ReLU6 keep the round trip through a plain tensor.
+TEST(InferenceOptimization, OneDnnFormKeepsOutputsForChannelCountsOutsideTheBlocks) {
+  Module m(c10::QualifiedName("__torch__.inference_test.Pruned"), std::make_shared<torch::jit::CompilationUnit>(), true);
+  m.register_attribute("training", c10::BoolType::get(), false);
+  torch::manual_seed(0);
+  // Scaled so that the activations cross both bounds of every clamp.
+  auto add = [&](const std::string& name, std::vector<int64_t> shape, double scale) {
+    m.register_parameter(name, torch::randn(shape) * scale, false);
+  };
+  add("w1", {20, 3, 3, 3}, 1.2);
+  add("b1", {20}, 1.0);
+  add("w2", {20, 1, 3, 3}, 0.7);
+  add("b2", {20}, 1.0);
+  add("w3", {32, 20, 1, 1}, 0.5);
+  add("b3", {32}, 1.0);
+  add("w4", {10, 32}, 0.2);
+  add("b4", {10}, 0.1);
+  m.define(R"(
+def forward(self, x):
+    x = torch.hardtanh(torch.conv2d(x, self.w1, self.b1, [2, 2], [1, 1]), 0.0, 6.0)
+    x = torch.hardtanh(torch.conv2d(x, self.w2, self.b2, [1, 1], [1, 1], [1, 1], 20), 0.0, 6.0)
+    x = torch.hardtanh(torch.conv2d(x, self.w3, self.b3), 0.0, 4.0)
+    x = torch.adaptive_avg_pool2d(x, [1, 1])
+    return torch.linear(torch.flatten(x, 1), self.w4, self.b4)
+)");
+  mcompress::InferenceOptions options;
+  options.onednn = true;
+  const torch::Tensor input = input_of({2, 3, 64, 64});
+  const torch::Tensor expected = run(m, input);
+  const Module optimized = mcompress::optimize_for_cpu_inference(m, options);
+  EXPECT_EQ(count_ops(optimized, "prim::MKLDNNHardSigmoid_"), 1);  // the 32 channels
+  EXPECT_EQ(count_ops(optimized, "prim::MKLDNNScalarMul_"), 1);     // its factor 4, before pooling
+  EXPECT_EQ(count_ops(optimized, "aten::hardtanh"), 2);             // the 20 channels
+  EXPECT_EQ(count_ops(optimized, "prim::mkldnn_convolution"), 4);
+  expect_close(run(optimized, input), expected);
+  expect_runs_in_plain_pytorch(optimized, input, expected, "unblocked");
+}
+
 TEST(InferenceOptimization, NonImageInputsPassThroughUnchanged) {
   auto unit = std::make_shared<torch::jit::CompilationUnit>();
   Module m(c10::QualifiedName("__torch__.inference_test.Mlp"), unit, true);
@@ -202,8 +243,13 @@ TEST(InferenceOptimization, ThePassReplacesTheModelAndSaysWhatItDid) {
   EXPECT_GT(channels_last_ms, 0);
   const bool onednn_kept = onednn_ms <= channels_last_ms;
   EXPECT_EQ(timed.stats.at("form_chosen_by_timing"), onednn_kept ? "onednn" : "channels_last");
+  EXPECT_EQ(timed.stats.at("channels_last"), !onednn_kept);
   // Either way the classifier runs in oneDNN (a 1x1 convolution), not in BLAS.
   EXPECT_EQ(timed.stats.at("onednn_convolutions").get<int64_t>(), onednn_kept ? 21 : 1);
+  EXPECT_NE(timed.summary.find(onednn_kept ? ", 21 oneDNN convolutions (faster"
+                                           : ", channels-last, 20 convolutions calling oneDNN's (faster"),
+            std::string::npos)
+      << timed.summary;
   EXPECT_EQ(count_ops(context.model, "aten::linear") + count_ops(context.model, "aten::matmul"), 0);
   EXPECT_NE(timed.summary.find(fmt::format("(faster at batch 1: oneDNN {:.3f} ms, channels-last {:.3f} ms)",
                                            onednn_ms, channels_last_ms)),

@@ -57,24 +57,32 @@ class OptimizeInference final : public mcompress::Pass {
     mcompress::InferenceFormTiming timing;
     context.model = mcompress::optimize_for_cpu_inference(context.model, options, &timing);
     const int64_t left = count_ops(context.model, "aten::batch_norm");
+    // oneDNN's layout: its convolutions; the channels-last form has at most
+    // the classifier as one, and calls oneDNN's convolution on plain tensors.
     const int64_t onednn_convolutions = count_ops(context.model, "prim::mkldnn_convolution");
-    const bool channels_last = options.channels_last && onednn_convolutions == 0;
+    const int64_t direct_convolutions = count_ops(context.model, "aten::mkldnn_convolution");
+    const bool onednn_form = timing.chosen.empty() ? onednn_convolutions > 0 : timing.chosen == "onednn";
+    const bool channels_last = options.channels_last && !onednn_form;
     mcompress::PassResult result;
     result.stats = {{"channels_last", channels_last},
                     {"onednn_convolutions", onednn_convolutions},
                     {"batch_norms_left", left}};
-    std::string timed;
+    std::string form;
+    if (onednn_form) {
+      form = ", " + std::to_string(onednn_convolutions) + " oneDNN convolutions";
+    } else {
+      if (options.onednn && timing.chosen.empty()) form = " (oneDNN form not saveable)";
+      if (channels_last) form += ", channels-last";
+      if (direct_convolutions > 0) form += fmt::format(", {} convolutions calling oneDNN's", direct_convolutions);
+    }
     if (!timing.chosen.empty()) {
       result.stats["form_chosen_by_timing"] = timing.chosen;
       result.stats["onednn_ms"] = timing.onednn_ms;
       result.stats["channels_last_ms"] = timing.channels_last_ms;
-      timed = fmt::format(" (faster at batch 1: oneDNN {:.3f} ms, channels-last {:.3f} ms)", timing.onednn_ms,
+      form += fmt::format(" (faster at batch 1: oneDNN {:.3f} ms, channels-last {:.3f} ms)", timing.onednn_ms,
                           timing.channels_last_ms);
     }
-    result.summary = std::string("frozen for CPU inference") +
-                     (onednn_convolutions > 0 ? ", " + std::to_string(onednn_convolutions) + " oneDNN convolutions"
-                                              : (options.onednn ? " (oneDNN form not saveable)" : "")) +
-                     (channels_last ? ", channels-last" : "") + timed +
+    result.summary = "frozen for CPU inference" + form +
                      (left == 0 ? "; every BatchNorm folded" : "; " + std::to_string(left) + " BatchNorm ops left");
     return result;
   }

@@ -38,8 +38,12 @@ void convert_constants_to_channels_last(torch::jit::Block* block) {
 void run_convolutions_in_onednn(torch::jit::Block* block) {
   for (torch::jit::Node* node : block->nodes()) {
     for (torch::jit::Block* inner : node->blocks()) run_convolutions_in_onednn(inner);
-    if (node->kind() != c10::aten::conv2d || node->inputs().size() != 7 ||
-        node->input(1)->node()->kind() != c10::prim::Constant)
+    // Padding given as numbers (not "same"/"valid"), a constant float 4-D weight.
+    if (node->kind() != c10::aten::conv2d || node->inputs().size() != 7 || !node->input(4)->type()->cast<c10::ListType>())
+      continue;
+    auto weight = torch::jit::toIValue(node->input(1));
+    if (node->input(1)->node()->kind() != c10::prim::Constant || !weight || !weight->isTensor() ||
+        weight->toTensor().dim() != 4 || weight->toTensor().scalar_type() != at::kFloat)
       continue;
     // conv2d(input, weight, bias, stride, padding, dilation, groups) ->
     // mkldnn_convolution(input, weight, bias, padding, stride, dilation, groups)
@@ -98,14 +102,18 @@ torch::jit::Module optimize_for_cpu_inference(const torch::jit::Module& model, c
     }
     if (saveable && !options.timing_input.defined()) return *saveable;
     if (saveable) {
-      InferenceOptions plain = options;
-      plain.onednn = false;
-      plain.without_blas = true;  // neither form's speed then depends on BLAS threading
-      torch::jit::Module channels_last = optimize_for_cpu_inference(model, plain);
-      const auto ms = median_ms({*saveable, channels_last}, options.timing_input);
-      const bool onednn_faster = ms[0] <= ms[1];
-      if (timing) *timing = {onednn_faster ? "onednn" : "channels_last", ms[0], ms[1]};
-      return onednn_faster ? *saveable : channels_last;
+      try {
+        InferenceOptions plain = options;
+        plain.onednn = false;
+        plain.without_blas = true;  // neither form's speed then depends on BLAS threading
+        torch::jit::Module channels_last = optimize_for_cpu_inference(model, plain);
+        const auto ms = median_ms({*saveable, channels_last}, options.timing_input);
+        const bool onednn_faster = ms[0] <= ms[1];
+        if (timing) *timing = {onednn_faster ? "onednn" : "channels_last", ms[0], ms[1]};
+        return onednn_faster ? *saveable : channels_last;
+      } catch (const std::exception&) {
+        return *saveable;  // the other form, or the timing input, does not run: nothing to choose
+      }
     }
   }
   torch::jit::Module target = copy;
@@ -134,11 +142,17 @@ def forward(self, x):
     convert_constants_to_channels_last(graph->block());
   }
   if (options.without_blas) {
-    auto graph = frozen.get_method("forward").graph();
-    run_convolutions_in_onednn(graph->block());
-    torch::jit::EliminateDeadCode(graph);
-    std::string why_not;  // then the frozen form as it is
-    if (auto routed = detail::saveable_onednn_module(frozen, why_not)) return *routed;
+    try {
+      torch::jit::Module direct = frozen.clone();
+      auto graph = direct.get_method("forward").graph();
+      run_convolutions_in_onednn(graph->block());
+      torch::jit::EliminateDeadCode(graph);
+      std::string why_not;  // then without the oneDNN classifier
+      if (auto routed = detail::saveable_onednn_module(direct, why_not)) return *routed;
+      return direct;
+    } catch (const std::exception&) {
+      // A graph these rewrites do not fit stays as frozen.
+    }
   }
   return frozen;
 }

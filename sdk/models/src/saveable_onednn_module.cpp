@@ -21,7 +21,7 @@ using torch::jit::Value;
 // TorchScript for the ops optimize_for_inference inserts that cannot be
 // printed: BroadcastMKLDNNTensors (its schema is variadic) and an
 // MKLDNNHardTanh_ not expressed through hardsigmoid (its bounds are node
-// attributes); and for its classifier,
+// attributes). And for a classifier on features that are not pooled,
 // which it leaves as a dense matmul.
 constexpr const char* kHelperSource = R"(
 def broadcast_onednn(a: Tensor, b: Tensor) -> Tuple[Tensor, Tensor]:
@@ -62,7 +62,7 @@ std::optional<ConvolutionShape> convolution_shape(const Node* convolution) {
   auto stride = torch::jit::toIValue(convolution->input(3)), padding = torch::jit::toIValue(convolution->input(4)),
        dilation = torch::jit::toIValue(convolution->input(5)), groups = torch::jit::toIValue(convolution->input(6));
   if (!stride || !stride->isIntList() || !padding || !padding->isIntList() || !dilation || !dilation->isIntList() ||
-      !groups || !groups->isInt())
+      !groups || !groups->isInt() || stride->toIntVector().size() != 2)  // 3-D convolutions have other reorders
     return std::nullopt;
   return ConvolutionShape{stride->toIntVector(), padding->toIntVector(), dilation->toIntVector(), groups->toInt()};
 }
@@ -116,6 +116,16 @@ bool convolution_with_constants(const Node* node) {
          is_kind(node->input(2)->node(), "prim::ConstantMKLDNNTensor");
 }
 
+// oneDNN's blocked layouts hold channels in blocks of 8 (AVX2) or 16
+// (AVX-512). PyTorch 1.13's MKLDNNHardSigmoid_ computes wrong values when
+// the last block is padded, so it is used only on whole blocks.
+constexpr int64_t kLargestChannelBlock = 16;
+
+int64_t output_channels(const Node* convolution) {
+  const auto weight = convolution->input(1)->node()->t(c10::attr::value).sizes();  // [groups,] out, in, kh, kw
+  return weight.size() == 5 ? weight[0] * weight[1] : weight[0];
+}
+
 // ReLU6, and any hardtanh from 0 to `high`: the pass's in-place oneDNN
 // hardtanh keeps its bounds in node attributes, which a saved model loses;
 // its hardsigmoid has none, and hardtanh(x, 0, high) =
@@ -131,7 +141,9 @@ void express_hardtanh_through_hardsigmoid(Graph& graph) {
     const double low = node->f(c10::Symbol::attr("min_val")), high = node->f(c10::Symbol::attr("max_val"));
     Value* x = node->input(0);
     Node* producer = x->node();
-    if (low != 0 || !(high > 0) || x->uses().size() != 1 || !convolution_with_constants(producer)) continue;
+    if (low != 0 || !(high > 0) || x->uses().size() != 1 || !convolution_with_constants(producer) ||
+        output_channels(producer) % kLargestChannelBlock != 0)
+      continue;
     const double scale = 6 / high;
     if (scale != 1) change_convolution_constant(graph, producer, 1, [&](const at::Tensor& w) { return w * scale; });
     change_convolution_constant(graph, producer, 2, [&](const at::Tensor& b) { return b * scale - 3; });
@@ -141,7 +153,8 @@ void express_hardtanh_through_hardsigmoid(Graph& graph) {
         graph.insertNode(graph.create(c10::Symbol::fromQualString("prim::MKLDNNHardSigmoid_"), {x}))->output();
     result->setType(c10::TensorType::get());
     const auto& uses = node->output()->uses();
-    if (uses.size() == 1 && uses[0].offset == 0 && convolution_with_constants(uses[0].user)) {
+    const Node* reader = uses.size() == 1 && uses[0].offset == 0 ? uses[0].user : nullptr;
+    if (reader && convolution_shape(reader) && is_kind(reader->input(1)->node(), "prim::ConstantMKLDNNTensor")) {
       change_convolution_constant(graph, uses[0].user, 1, [&](const at::Tensor& w) { return w * high; });
     } else {
       Value* factor = graph.insertConstant(high);
@@ -194,7 +207,7 @@ std::optional<PooledFeatures> pooled_features(Node* flatten) {
     return std::nullopt;
   Node* pool = flatten->input(0)->node();
   const bool onednn = pool->kind() == c10::aten::to_dense;
-  if (onednn) {
+  if (onednn) {  // to_dense(self, dtype) in PyTorch 1.13 (later versions add masked_grad)
     if (pool->inputs().size() != 2 || !pool->input(1)->type()->cast<c10::NoneType>()) return std::nullopt;
     pool = pool->input(0)->node();
   }

@@ -25,25 +25,26 @@ struct InferenceOptions {
   // oneDNN layout and fusions (above); falls back to the form `channels_last`
   // says when the optimised graph holds an op that cannot be saved.
   bool onednn = false;
-  // Without `onednn`: no product goes through BLAS, whose threading would
-  // decide the speed. Every convolution calls oneDNN's directly (PyTorch
-  // would run small ones at batch 1 as im2col + BLAS), and a classifier on
-  // pooled features becomes a oneDNN 1x1 convolution whose weight is
-  // reordered once when the file loads. Not for ONNX export.
+  // Without `onednn`: convolutions and the classifier do not go through
+  // BLAS, whose threading would decide the speed. Every 2-D convolution with
+  // a constant float weight calls oneDNN's directly (PyTorch would run small
+  // ones at batch 1 as im2col + BLAS), and a classifier on pooled features
+  // becomes a oneDNN 1x1 convolution whose weight is reordered once when the
+  // file loads. Not for ONNX export.
   bool without_blas = false;
-  // With `onednn`: build the channels-last form too (`without_blas`),
-  // time both on this input
-  // (one batch of the model's input; a few alternating rounds, at the threads
-  // in effect) and keep the faster. oneDNN's layout wins where convolutions
-  // dominate; where elementwise work between them does (EfficientNet's SiLU
-  // and squeeze-excitation), leaving it costs more than it saves. Undefined:
-  // no timing, the oneDNN form.
+  // With `onednn`: also build the form that `channels_last` and
+  // `without_blas` give, time both on this input (one batch of the model's
+  // input; a few alternating rounds, at the threads in effect) and keep the
+  // faster. oneDNN's layout wins where convolutions dominate; where
+  // elementwise work between them does (EfficientNet's SiLU and
+  // squeeze-excitation), entering and leaving it costs more than it saves.
+  // Undefined: no timing, the oneDNN form.
   torch::Tensor timing_input;
 };
 
 // What the timing of `InferenceOptions::timing_input` found.
 struct InferenceFormTiming {
-  std::string chosen;  // "onednn" or "channels_last"; empty when nothing was timed
+  std::string chosen;  // "onednn" or "channels_last" (the other form); empty when nothing was timed
   double onednn_ms = 0, channels_last_ms = 0;  // median per call
 };
 
