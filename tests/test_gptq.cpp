@@ -101,16 +101,6 @@ torch::Tensor codes_of(const QuantizedWeight& q, int64_t in_features) {
   return codes;
 }
 
-std::string message_of(const std::function<void()>& action) {
-  try {
-    action();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "no mcompress::Error was thrown";
-  return "";
-}
-
 // ---------------------------------------------------------------------------
 // Hessians
 
@@ -126,7 +116,7 @@ TEST(GptqHessian, IsTwiceTheMeanOuterProductOfTheInputRows) {
   EXPECT_EQ(h.scalar_type(), torch::kDouble);
   EXPECT_LT((h - expected).abs().max().item<double>(), 1e-5 * expected.abs().max().item<double>());
   EXPECT_EQ(HessianAccumulator(8).hessian().abs().sum().item<double>(), 0.0);
-  EXPECT_NE(message_of([&] { accumulator.add(torch::ones({3, 65})); }).find("must end in the layer's 64 input features"),
+  EXPECT_NE(mcompress::testing::error_of([&] { accumulator.add(torch::ones({3, 65})); }).find("must end in the layer's 64 input features"),
             std::string::npos);
 }
 
@@ -359,7 +349,7 @@ TEST(Gptq, RefusesMismatchedShapesNonFiniteValuesAndUnsupportedFormats) {
   const auto weight = random_weight(8, 64, 14);
   const auto h = torch::eye(64, torch::kDouble);
   auto expect_message = [](const std::function<void()>& action, const std::string& text) {
-    const std::string message = message_of(action);
+    const std::string message = mcompress::testing::error_of(action);
     EXPECT_NE(message.find(text), std::string::npos) << message;
   };
   expect_message([&] { mcompress::gptq_quantize_weight(weight, torch::eye(32), 4, 32); },
@@ -422,7 +412,7 @@ TEST(Gptq, RaisesTheDampingWhenTheHessianIsNotPositiveDefiniteAndSaysSo) {
   EXPECT_EQ(q.packed.size(0), 8);
   // Beyond the retries, a clear error.
   auto hopeless = -torch::eye(64, torch::kDouble);
-  const std::string message = message_of([&] { mcompress::gptq_quantize_weight(random_weight(8, 64, 18), hopeless, 4, 32); });
+  const std::string message = mcompress::testing::error_of([&] { mcompress::gptq_quantize_weight(random_weight(8, 64, 18), hopeless, 4, 32); });
   EXPECT_NE(message.find("the Hessian is not positive definite even with 100 of its mean diagonal"), std::string::npos)
       << message;
 }
@@ -504,9 +494,9 @@ TEST_F(GptqLanguageModel, RecordsEachLayersInputsAsTheModelFeedsThem) {
   }
   // The caller's model is untouched: no recording code, no extra buffers.
   EXPECT_FALSE(mcompress::submodule_at(*model_, q).hasattr("mcompress_gptq_input_sum"));
-  const auto refused = message_of([&] { mcompress::collect_linear_input_hessians(*model_, {"model.norm"}, batches); });
+  const auto refused = mcompress::testing::error_of([&] { mcompress::collect_linear_input_hessians(*model_, {"model.norm"}, batches); });
   EXPECT_NE(refused.find("`model.norm` is not a linear layer"), std::string::npos) << refused;
-  const auto no_batches = message_of([&] { mcompress::collect_linear_input_hessians(*model_, {q}, {}); });
+  const auto no_batches = mcompress::testing::error_of([&] { mcompress::collect_linear_input_hessians(*model_, {q}, {}); });
   EXPECT_NE(no_batches.find("needs at least one batch"), std::string::npos) << no_batches;
 }
 
@@ -595,14 +585,14 @@ TEST_F(GptqLanguageModel, QuantizedModelStoresThePrecomputedWeightsAsGiven) {
   mcompress::QuantizationOptions wrong;
   wrong.precomputed.emplace(plan[0].path, mcompress::runtime::quantize_weight(
                                               torch::zeros({64, 64}), 8, 32));
-  auto message = message_of([&] { mcompress::quantize_linear_layers(*model_, plan, wrong); });
+  auto message = mcompress::testing::error_of([&] { mcompress::quantize_linear_layers(*model_, plan, wrong); });
   EXPECT_NE(message.find("layer " + plan[0].path + ": the precomputed quantized weight has bits 8 and group size 32, "
                                                    "but the plan says 4 and 32"),
             std::string::npos)
       << message;
   mcompress::QuantizationOptions unplanned;
   unplanned.precomputed.emplace("model.layers.0.mlp.up_proj", *gptq.layers[0].weight);
-  message = message_of([&] {
+  message = mcompress::testing::error_of([&] {
     mcompress::quantize_linear_layers(*model_, {plan[0]}, unplanned);
   });
   EXPECT_NE(message.find("which the plan does not quantize"), std::string::npos) << message;
